@@ -1,0 +1,425 @@
+"""
+GPT-2 in one file, with a small explicit KV cache and a forward pass that takes
+token ids *or* input embeddings. This is the language model that coconut.py
+turns into a continuous-thought reasoner (Hao et al. 2024, arXiv 2412.06769):
+Coconut feeds the final hidden state back in as the next input embedding, so
+the model must accept embeddings, and must do so one position at a time without
+recomputing the prefix (the KV cache).
+
+GPT-2 weights are read straight from the released Hugging Face `model.safetensors`
+file by a ~60-line reader below; no `transformers` import anywhere:
+
+    model = GPT.from_pretrained("gpt2")              # downloads once, then cached
+    model = GPT.from_pretrained("path/model.safetensors")
+
+Names mirror GPT-2's own tensors (transformer.wte, h.N.attn.c_attn, ...), so
+loading is a short mapping, not a translation table.
+"""
+
+import json
+import math
+import os
+import struct
+import urllib.request
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024  # longest sequence (number of learned position embeddings)
+    vocab_size: int = 50257  # real vocabulary; the embedding table is padded past it
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads per block
+    n_embd: int = 768  # model width C; head size is n_embd // n_head
+    dropout: float = 0.0  # 0 for fine-tuning and for all of Coconut's recipes
+    bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm
+    ln_eps: float = 1e-5  # GPT-2's layer-norm epsilon
+
+    @property
+    def padded_vocab_size(self):
+        # a multiple of 64 keeps the LM-head matmul on fast kernel shapes; rows past
+        # vocab_size exist in wte but their logits are sliced off, so never predicted
+        return ((self.vocab_size + 63) // 64) * 64
+
+
+class KVCache:
+    """Keys and values of every layer for the positions seen so far.
+
+    Two storage modes, one interface:
+    - preallocated (max_len given): K/V live in fixed (n_layer, B, nh, max_len, hs)
+      tensors written in place; the fast path for generation under no_grad.
+    - growing (max_len=None): each update concatenates, so earlier K/V are never
+      modified in place and autograd can flow through the cache (training with
+      continuous thoughts, where later passes attend to earlier thoughts).
+    """
+
+    def __init__(self, n_layer, max_len=None, batch_size=None, n_head=None, head_size=None,
+                 device=None, dtype=None):
+        self.n_layer, self.max_len, self.pos = n_layer, max_len, 0
+        if max_len is None:
+            self.k, self.v = [None] * n_layer, [None] * n_layer
+        else:
+            shape = (n_layer, batch_size, n_head, max_len, head_size)
+            self.k = torch.zeros(shape, device=device, dtype=dtype)
+            self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+    def reset(self):
+        self.pos = 0
+        if self.max_len is None:
+            self.k, self.v = [None] * self.n_layer, [None] * self.n_layer
+
+    def update(self, layer, k, v):
+        """Store this step's k, v (B, nh, T, hs) for `layer`; return all keys/values so far."""
+        T = k.size(2)
+        if self.max_len is None:
+            if self.k[layer] is not None:
+                k, v = torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2)
+            self.k[layer], self.v[layer] = k, v
+            return k, v
+        assert self.pos + T <= self.max_len, f"KV cache full: {self.pos}+{T} > {self.max_len}"
+        self.k[layer, :, :, self.pos:self.pos + T] = k
+        self.v[layer, :, :, self.pos:self.pos + T] = v
+        return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
+
+    def advance(self, T):
+        self.pos += T
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, x, attn_mask, cache=None, layer=0):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, nh, T_past + T, hs)
+        drop = self.dropout if self.training else 0.0
+        if attn_mask is None:  # plain causal attention, query and key lengths equal
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))  # GPT-2's tanh GELU
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.ln_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.ln_eps, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, attn_mask, cache=None, layer=0):
+        x = x + self.attn(self.ln_1(x), attn_mask, cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+def attention_mask(T_new, T_past, key_mask, device):
+    """Boolean (B or 1, 1, T_new, T_past + T_new) mask: True where a query may attend.
+
+    Query i sits at absolute column T_past + i, so it sees keys 0..T_past + i: the
+    causal mask is aligned to the *end* of the cache (is_causal=True would align it
+    to the start, which is only right when T_past = 0). key_mask (B, T_past + T_new)
+    marks real tokens; left padding is False. Every query may see itself, so a
+    padding row never has an empty softmax (its output is garbage, and unused).
+    """
+    q = torch.arange(T_new, device=device).view(-1, 1) + T_past
+    kpos = torch.arange(T_past + T_new, device=device).view(1, -1)
+    allowed = (kpos <= q).view(1, 1, T_new, T_past + T_new)
+    if key_mask is not None:
+        allowed = (allowed & key_mask[:, None, None, :]) | (kpos == q)
+    return allowed
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.ln_eps, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2 paper: scale residual projections by 1/sqrt(2L)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()
+
+    def embed(self, idx):
+        return self.transformer.wte(idx)
+
+    def logits(self, h):
+        """LM head on hidden states h (..., C); columns past the real vocabulary are dropped."""
+        return self.lm_head(h)[..., :self.config.vocab_size]
+
+    def forward(self, idx=None, embeds=None, pos=None, key_mask=None, cache=None, logits_at="all"):
+        """One forward pass over T new positions.
+
+        idx (B, T) token ids, or embeds (B, T, C) input embeddings (exactly one).
+        pos (B, T) position ids; default cache.pos + 0..T-1 for every row.
+        key_mask (B, T_past + T) bool, True for real tokens (left-padded batches);
+            covers the cached positions too. None means no padding.
+        cache: a KVCache, extended by these T positions (cache.pos advances).
+        logits_at: "all" -> (B, T, V); "last" -> (B, V); None -> no logits;
+            a bool (B, T) tensor -> (N, V) logits at its True positions only.
+        Returns (h, logits) where h (B, T, C) are the final hidden states after ln_f,
+        exactly what the LM head sees: Coconut's continuous thoughts.
+        """
+        assert (idx is None) != (embeds is None), "pass exactly one of idx or embeds"
+        x = self.embed(idx) if embeds is None else embeds
+        B, T, _ = x.shape
+        T_past = cache.pos if cache is not None else 0
+        assert T_past + T <= self.config.block_size, \
+            f"sequence of {T_past + T} positions exceeds block_size {self.config.block_size}"
+        if pos is None:
+            pos = torch.arange(T_past, T_past + T, device=x.device).unsqueeze(0)
+        x = self.transformer.drop(x + self.transformer.wpe(pos))
+        mask = None
+        if key_mask is not None or T_past > 0:
+            mask = attention_mask(T, T_past, key_mask, x.device)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, mask, cache, i)
+        if cache is not None:
+            cache.advance(T)
+        h = self.transformer.ln_f(x)
+        if logits_at is None:
+            return h, None
+        if isinstance(logits_at, str):
+            assert logits_at in ("all", "last"), f"logits_at must be 'all', 'last', None or a mask, not {logits_at!r}"
+            return h, self.logits(h if logits_at == "all" else h[:, -1])
+        return h, self.logits(h[logits_at])
+
+    def new_cache(self, batch_size, max_len, device=None, dtype=None):
+        c = self.config
+        p = self.lm_head.weight
+        return KVCache(c.n_layer, max_len, batch_size, c.n_head, c.n_embd // c.n_head,
+                       device or p.device, dtype or p.dtype)
+
+    def resize_vocab(self, new_vocab_size, init_from):
+        """Grow the vocabulary to new_vocab_size; new row i copies row init_from[i].
+
+        Copying an existing token's embedding (instead of random init) is what the
+        reference setup found to stabilise training with the new Coconut tokens.
+        """
+        old = self.config.vocab_size
+        assert len(init_from) == new_vocab_size - old, \
+            f"need one source row per new token: {new_vocab_size - old} != {len(init_from)}"
+        assert all(0 <= i < old for i in init_from), "init_from must name existing tokens"
+        self.config.vocab_size = new_vocab_size
+        wte = self.transformer.wte.weight
+        if self.config.padded_vocab_size > wte.size(0):
+            new = torch.zeros(self.config.padded_vocab_size, wte.size(1), dtype=wte.dtype, device=wte.device)
+            nn.init.normal_(new, mean=0.0, std=0.02)
+            new[:wte.size(0)] = wte.detach()
+            self.transformer.wte.weight = nn.Parameter(new)
+            self.lm_head.weight = self.transformer.wte.weight
+        with torch.no_grad():
+            for j, src in enumerate(init_from):
+                self.transformer.wte.weight[old + j] = self.transformer.wte.weight[src]
+
+    def configure_optimizers(self, lr, weight_decay, betas=(0.9, 0.95), device_type="cpu"):
+        """AdamW; weight decay only on matrices (2-D), not on biases or layer norms."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        fused = device_type == "cuda"  # fused AdamW kernels exist on CUDA only
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, eos=None):
+        """Continue idx (B, T) for max_new_tokens with the KV cache.
+
+        temperature 0 means greedy. Rows stop growing after eos (they keep eos).
+        """
+        B, T = idx.shape
+        cache = self.new_cache(B, min(T + max_new_tokens, self.config.block_size))
+        _, logits = self(idx, cache=cache, logits_at="last")
+        out, done = [idx], torch.zeros(B, dtype=torch.bool, device=idx.device)
+        for i in range(max_new_tokens):
+            if temperature == 0:
+                nxt = logits.argmax(-1)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, -float("inf"))
+                nxt = torch.multinomial(F.softmax(logits, -1), 1).squeeze(1)
+            if eos is not None:
+                nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
+                done |= nxt == eos
+            out.append(nxt[:, None])
+            if (eos is not None and done.all()) or i == max_new_tokens - 1 or cache.pos >= cache.max_len:
+                break
+            _, logits = self(nxt[:, None], cache=cache, logits_at="last")
+        return torch.cat(out, 1)
+
+    # ------------------------------------------------------------------ loading GPT-2
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, cache_dir=None, n_head=None):
+        """GPT-2 from the released `model.safetensors`: a hub name (gpt2, gpt2-medium,
+        gpt2-large, gpt2-xl; downloaded once) or a local file. The config is inferred
+        from the tensor shapes; only the head count is invisible in them, so it comes
+        from `n_head`, a `config.json` beside the file, or GPT-2's head size of 64."""
+        path = name_or_path if os.path.exists(name_or_path) else download_gpt2(name_or_path, cache_dir)
+        tensors = read_safetensors(path)
+        sd = {k.removeprefix("transformer."): v for k, v in tensors.items()
+              if k.rsplit(".", 2)[-2:] not in (["attn", "bias"], ["attn", "masked_bias"])  # causal-mask buffers
+              and k != "lm_head.weight"}
+        for key in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight"):
+            if key not in sd:
+                raise ValueError(f"{path}: missing tensor '{key}': not a GPT-2 weights file")
+        n_layer = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("h."))
+        vocab, C = sd["wte.weight"].shape
+        cfg_json = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+        if n_head is None and os.path.exists(cfg_json):
+            with open(cfg_json) as f:
+                n_head = json.load(f).get("n_head")
+        n_head = n_head or max(1, C // 64)  # every released GPT-2 has head size 64
+        config = GPTConfig(block_size=sd["wpe.weight"].shape[0], vocab_size=vocab,
+                           n_layer=n_layer, n_head=n_head, n_embd=C)
+        model = cls(config)
+        model.load_gpt2_state(sd, path)
+        return model
+
+    def load_gpt2_state(self, sd, path):
+        """Copy a GPT-2 state dict (HF names, Conv1D layout) into this model, checking
+        every name and shape."""
+        ours = {k.removeprefix("transformer."): v for k, v in self.state_dict().items()
+                if k != "lm_head.weight"}
+        missing = sorted(set(ours) - set(sd))
+        if missing:
+            raise ValueError(f"{path}: missing tensor '{missing[0]}' ({len(missing)} missing)")
+        unexpected = sorted(set(sd) - set(ours))
+        if unexpected:
+            raise ValueError(f"{path}: unexpected tensor '{unexpected[0]}'")
+        with torch.no_grad():
+            for k, dst in ours.items():
+                src = sd[k]
+                if k.endswith(_CONV1D):  # HF stores these as Conv1D: (in, out); Linear wants (out, in)
+                    src = src.t()
+                if k == "wte.weight":  # our table is padded to a multiple of 64
+                    if src.shape[1] != dst.shape[1] or src.shape[0] > dst.shape[0]:
+                        raise ValueError(f"{path}: tensor '{k}' has shape {tuple(src.shape)}, expected ({self.config.vocab_size}, {dst.shape[1]})")
+                    dst[:src.shape[0]].copy_(src)
+                    continue
+                if src.shape != dst.shape:
+                    raise ValueError(f"{path}: tensor '{k}' has shape {tuple(src.shape)}, expected {tuple(dst.shape)}")
+                dst.copy_(src)
+
+
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "F64": torch.float64, "I64": torch.int64, "I32": torch.int32,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+_MAX_HEADER = 100 * 1024 * 1024  # the format's own cap on the JSON header
+
+
+def read_safetensors(path):
+    """Read a .safetensors file: 8-byte little-endian header length N, N bytes of JSON
+    {name: {dtype, shape, data_offsets: [begin, end]}}, then the raw little-endian data.
+    Every number in the header is checked against the file before anything is allocated."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{path}: truncated file ({size} bytes): no safetensors header")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(size - 8, _MAX_HEADER):
+            raise ValueError(f"{path}: header length {n} exceeds the file size {size}")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: header is not valid JSON ({e})") from None
+        if not isinstance(header, dict):
+            raise ValueError(f"{path}: header is not a JSON object")
+        data_len, out = size - 8 - n, {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            try:
+                dtype_name, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            except (TypeError, KeyError, ValueError):
+                raise ValueError(f"{path}: tensor '{name}' has a malformed header entry") from None
+            if dtype_name not in _SAFETENSORS_DTYPES:
+                raise ValueError(f"{path}: tensor '{name}' has unknown dtype '{dtype_name}'")
+            dtype = _SAFETENSORS_DTYPES[dtype_name]
+            if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+                raise ValueError(f"{path}: tensor '{name}' has an invalid shape {shape}")
+            if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_len):
+                raise ValueError(f"{path}: tensor '{name}' data offsets [{begin}, {end}] lie outside "
+                                 f"the {data_len} bytes of data")
+            nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            if end - begin != nbytes:
+                raise ValueError(f"{path}: tensor '{name}' spans {end - begin} bytes, "
+                                 f"but {dtype_name}{shape} needs {nbytes}")
+            f.seek(8 + n + begin)
+            buf = bytearray(f.read(nbytes))
+            t = torch.frombuffer(buf, dtype=dtype) if nbytes else torch.empty(0, dtype=dtype)
+            out[name] = t.reshape(shape)
+    return out
+
+
+def download_gpt2(name, cache_dir=None):
+    """Download <name>/model.safetensors from the Hugging Face hub once, with a progress bar."""
+    if name not in _GPT2_NAMES:
+        raise ValueError(f"{name}: not a file, and not one of the GPT-2 names {sorted(_GPT2_NAMES)}")
+    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "nanococonut")
+    path = os.path.join(cache_dir, name, "model.safetensors")
+    if os.path.exists(path):
+        return path
+    from tqdm import tqdm
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    url = f"https://huggingface.co/{name}/resolve/main/model.safetensors"
+    tmp = path + ".part"
+    try:
+        with urllib.request.urlopen(url) as r, open(tmp, "wb") as f, \
+                tqdm(total=int(r.headers.get("Content-Length", 0)), unit="B", unit_scale=True, desc=name) as bar:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
+    except OSError as e:
+        raise RuntimeError(f"could not download {url}: {e}") from None
+    os.replace(tmp, path)
+    return path
+
+
+_GPT2_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}

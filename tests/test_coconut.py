@@ -1,0 +1,194 @@
+"""coconut.py: curriculum layouts, the fast forward against its reference, batched generation."""
+
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import coconut
+from coconut import IGNORE, collate, layout
+from model import GPT, GPTConfig
+
+SP = SimpleNamespace(bot=90, latent=91, eot=92, pause=93, eos=99)
+B_, L, E, P = SP.bot, SP.latent, SP.eot, SP.pause
+Q, S1, S2, S3, A = [1, 2], [10, 11], [20, 21], [30, 31], [40, 41, 99]
+EX = {"question": Q, "steps": [S1, S2, S3], "answer": A}
+
+
+def tiny(seed=0, vocab=100, **kw):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(block_size=96, vocab_size=vocab, n_layer=2, n_head=4, n_embd=64, **kw))
+
+
+# (method, stage, c, pad) -> (prompt, target); max_stage is 4 and the example has 3 steps,
+# so stage 4 is inside the curriculum with fewer steps than thoughts, stage 5 is past it.
+CASES = [
+    ("coconut", 0, 1, True, Q + [B_, E], S1 + S2 + S3 + A),
+    ("coconut", 1, 1, True, Q + [B_, L, E], S2 + S3 + A),
+    ("coconut", 1, 2, True, Q + [B_, L, L, E], S2 + S3 + A),
+    ("coconut", 3, 1, False, Q + [B_, L, L, L, E], A),
+    ("coconut", 3, 2, True, Q + [B_] + [L] * 6 + [E], A),
+    ("coconut", 4, 1, True, Q + [B_] + [L] * 4 + [E], A),
+    ("coconut", 4, 1, False, Q + [B_] + [L] * 3 + [E], A),
+    ("coconut", 5, 1, True, Q + [B_] + [L] * 4 + [E], A),
+    ("coconut", 5, 1, False, Q + [B_] + [L] * 3 + [E], A),
+    ("coconut", 5, 2, True, Q + [B_] + [L] * 8 + [E], A),
+    ("coconut", 5, 2, False, Q + [B_] + [L] * 6 + [E], A),
+    ("cot", 0, 1, True, Q, S1 + S2 + S3 + A),
+    ("cot", 3, 2, False, Q, S1 + S2 + S3 + A),
+    ("cot", 5, 1, True, Q, S1 + S2 + S3 + A),
+    ("no-cot", 0, 1, True, Q, A),
+    ("no-cot", 5, 2, False, Q, A),
+    ("no-thought", 0, 1, True, Q + [B_, E], S1 + S2 + S3 + A),
+    ("no-thought", 1, 2, True, Q + [B_, E], S2 + S3 + A),
+    ("no-thought", 3, 1, False, Q + [B_, E], A),
+    ("no-thought", 5, 1, True, Q + [B_, E], A),
+    ("pause-as-thought", 0, 1, True, Q + [B_, E], S1 + S2 + S3 + A),
+    ("pause-as-thought", 1, 2, False, Q + [B_, P, P, E], S2 + S3 + A),
+    ("pause-as-thought", 3, 1, True, Q + [B_, P, P, P, E], A),
+    ("pause-as-thought", 5, 1, True, Q + [B_] + [P] * 4 + [E], A),
+    ("pause", 0, 1, True, Q + [P] * 4, A),
+    ("pause", 3, 2, False, Q + [P] * 8, A),
+    ("pause", 5, 1, True, Q + [P] * 4, A),
+    ("no-curriculum", 0, 1, True, Q + [B_] + [L] * 4 + [E], A),
+    ("no-curriculum", 1, 2, False, Q + [B_] + [L] * 6 + [E], A),
+    ("no-curriculum", 3, 1, False, Q + [B_] + [L] * 3 + [E], A),
+    ("no-curriculum", 5, 1, True, Q + [B_] + [L] * 4 + [E], A),
+]
+
+
+@pytest.mark.parametrize("method, stage, c, pad, prompt, target", CASES)
+def test_curriculum_layouts(method, stage, c, pad, prompt, target):
+    """Exact ids and label masks per method, stage, c and pad_latent_to_max: question,
+    markers and thoughts are masked, remaining steps and the answer are labelled."""
+    ids, labels = layout(EX, SP, method, stage, c=c, max_stage=4, pad_latent_to_max=pad)
+    assert ids == prompt + target
+    assert labels == [IGNORE] * len(prompt) + target
+    assert coconut.prompt_of(ids, labels) == prompt
+
+
+def test_thought_count_override_and_stage_mixing():
+    """n_thoughts overrides the schedule (sample.py --latent); mixing draws stages in range."""
+    ids, _ = layout(EX, SP, "coconut", 6, max_stage=6, n_thoughts=2)
+    assert ids == Q + [B_, L, L, E] + A
+    rng = random.Random(0)
+    draws = [coconut.sample_stage(2, 4, 0.5, rng) for _ in range(400)]
+    assert set(draws) == {0, 1, 2, 3, 4} and 150 < draws.count(2) < 300
+    assert all(coconut.sample_stage(2, 4, 0.0, rng) == 2 for _ in range(50))
+    with pytest.raises(AssertionError, match="unknown method"):
+        layout(EX, SP, "cot-of-thought", 0)
+
+
+def test_collate_aligns_first_thought():
+    """Rows of different question lengths get their first <|latent|> in one column,
+    with left padding masked, positions starting at 0, and targets shifted by one."""
+    ex2 = {"question": [1, 2, 3, 4, 5], "steps": [S1], "answer": A}
+    seqs = [layout(e, SP, "coconut", 1) for e in (EX, ex2)]
+    b = collate([s for s, _ in seqs], SP, [lab for _, lab in seqs])
+    cols = [row.index(L) for row in b.ids.tolist()]
+    assert cols[0] == cols[1] == 6
+    assert b.key_mask[0].tolist()[:3] == [False] * 3 and b.pos[0, 3].item() == 0
+    assert b.ids[0, 3:3 + len(seqs[0][0])].tolist() == seqs[0][0]
+    assert b.targets[0, 3 + 4].item() == S2[0]  # position of <eot> predicts the first kept step token
+
+
+def mixed_batch():
+    """Rows with different question lengths and 0..3 thoughts (pad_latent_to_max off)."""
+    g = torch.Generator().manual_seed(1)
+    r = lambda n: torch.randint(0, 80, (n,), generator=g).tolist()
+    exs = [{"question": r(q), "steps": [r(3) for _ in range(k)], "answer": r(2) + [SP.eos]}
+           for q, k in ((9, 3), (4, 1), (13, 2), (6, 0))]
+    seqs = [layout(e, SP, "coconut", 3, max_stage=3, pad_latent_to_max=False) for e in exs]
+    return collate([s for s, _ in seqs], SP, [lab for _, lab in seqs])
+
+
+def test_fast_forward_equals_reference_loss_and_gradients():
+    """The KV-cached thought loop gives the reference's loss (< 1e-5) and gradients on
+    every parameter (< 1e-4), for rows with different lengths and thought counts."""
+    model = tiny()
+    batch = mixed_batch()
+    assert sorted(batch.latent.sum(1).tolist()) == [0, 1, 2, 3]
+    grads = []
+    for fn in (coconut.forward, coconut.forward_reference):
+        model.zero_grad()
+        loss = fn(model, batch)
+        loss.backward()
+        grads.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (l1, g1), (l2, g2) = grads
+    assert abs(l1 - l2) < 1e-5
+    for n in g1:
+        assert (g1[n] - g2[n]).abs().max() < 1e-4, n
+
+
+def test_gradients_reach_the_thoughts():
+    """Thoughts are not detached: the loss has a non-zero gradient with respect to every
+    thought vector that was fed back in."""
+    model = tiny()
+    batch = mixed_batch()
+    H, thoughts = coconut.thought_passes(model, batch, coconut.KVCache(2))
+    loss = coconut.loss_on(model, H, batch)
+    grads = torch.autograd.grad(loss, thoughts)
+    has = batch.latent[:, batch.latent.any(0)]  # (B, n): which rows have thought j
+    assert len(grads) == 3
+    for j, g in enumerate(grads):
+        assert (g.abs().sum(-1)[has[:, j]] > 0).all()
+
+
+def naive_generate(model, prompt, max_new):
+    """One row, no cache: fill thoughts by rerunning the prefix, then greedy decode by
+    rerunning everything each step."""
+    ids = torch.tensor([prompt])
+    x = model.embed(ids)
+    for col in [i for i, t in enumerate(prompt) if t == SP.latent]:
+        h, _ = model(embeds=x[:, :col], logits_at=None)
+        x = torch.cat([x[:, :col], h[:, -1:], x[:, col + 1:]], 1)
+    out = []
+    for _ in range(max_new):
+        nxt = model(embeds=x, logits_at="last")[1].argmax(-1)
+        if nxt.item() == SP.eos:
+            break
+        out.append(nxt.item())
+        x = torch.cat([x, model.embed(nxt)[:, None]], 1)
+    return out
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_batched_generation_equals_one_by_one(k):
+    """Batched generation with k thoughts gives, token for token, what each row gives
+    alone and what the uncached naive loop gives; rows finish independently."""
+    model = tiny(seed=3).eval()
+    with torch.no_grad():  # make eos likely so that rows stop at different times
+        model.lm_head.weight[SP.eos] *= 4
+    g = torch.Generator().manual_seed(0)
+    exs = [{"question": torch.randint(0, 80, (q,), generator=g).tolist(), "steps": [], "answer": [SP.eos]}
+           for q in (5, 11, 8, 3)]
+    prompts = [coconut.prompt_of(*layout(e, SP, "coconut", 6, n_thoughts=k)) for e in exs]
+    batched = coconut.generate(model, prompts, SP, max_new_tokens=12)
+    single = [coconut.generate(model, [p], SP, max_new_tokens=12)[0] for p in prompts]
+    with torch.no_grad():
+        naive = [naive_generate(model, p, 12) for p in prompts]
+    assert batched == single == naive
+    assert len({len(r) for r in batched}) > 1  # rows really did stop at different lengths
+
+
+def test_zero_thoughts_is_ordinary_decoding():
+    """With k = 0 the thought machinery is inert: generation equals model.generate."""
+    model = tiny(seed=4).eval()
+    prompt = [5, 6, 7, 8, SP.bot, SP.eot]
+    ours = coconut.generate(model, [prompt], SP, max_new_tokens=10)[0]
+    plain = model.generate(torch.tensor([prompt]), 10, temperature=0, eos=SP.eos)[0, len(prompt):].tolist()
+    assert ours == [t for t in plain if t != SP.eos][:len(ours)] and len(ours) <= 10
+
+
+def test_probe_thoughts_reads_hidden_states():
+    """probe_thoughts returns, per thought, the top tokens of the thought through the LM
+    head: the same as projecting the reference's filled hidden state."""
+    model = tiny(seed=5).eval()
+    prompt = [5, 6, 7, SP.bot, SP.latent, SP.latent, SP.eot]
+    probes = coconut.probe_thoughts(model, prompt, SP, topk=3)
+    assert len(probes) == 2 and all(len(p) == 3 for p in probes)
+    with torch.no_grad():
+        h, _ = model(torch.tensor([prompt[:4]]), logits_at=None)
+        p0 = torch.softmax(model.logits(h[0, -1]), -1)
+    assert probes[0][0][0] == p0.argmax().item() and abs(probes[0][0][1] - p0.max().item()) < 1e-5

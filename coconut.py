@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from data import decode, extract_answer
 from model import KVCache
 
 IGNORE = -100  # label of positions that carry no loss (question, markers, thoughts)
@@ -243,4 +244,43 @@ def next_token_probs(model, prompts, sp):
 def prompt_of(ids, labels):
     """The inference prompt of a layout: everything before the first label."""
     return ids[:next(i for i, l in enumerate(labels) if l != IGNORE)]
+
+
+def inference_plan(args, stage, n_thoughts=None):
+    """layout() keywords for answering questions at `stage` of a run with these
+    (train.py) arguments; n_thoughts overrides the number of thoughts."""
+    return dict(method=args["method"], stage=stage, c=args["c_thought"], max_stage=args["max_stage"],
+                pad_latent_to_max=args["pad_latent_to_max"], n_thoughts=n_thoughts)
+
+
+def evaluate(model, examples, enc, sp, plan, batch_size=64, max_new_tokens=64, progress=False):
+    """Greedy-decode every example and grade it as the paper does: correct when the text
+    after '###' equals the answer exactly. examples: (record, tokenised) pairs; plan:
+    layout() keywords fixing the prompt (method, stage, c, max_stage, ..., n_thoughts).
+    Returns accuracy, mean generated tokens (language tokens incl. end-of-text, plus
+    the thoughts) and the per-example outputs. Prompts are batched by length so that
+    little compute goes to padding."""
+    prompts = [prompt_of(*layout(ex, sp, **plan)) for _, ex in examples]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    gens = [None] * len(prompts)
+    bar = range(0, len(order), batch_size)
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(bar, desc="eval", unit="batch", leave=False)
+    was_training = model.training
+    model.eval()
+    for i in bar:
+        idx = order[i:i + batch_size]
+        for j, g in zip(idx, generate(model, [prompts[j] for j in idx], sp, max_new_tokens)):
+            gens[j] = g
+    model.train(was_training)
+    outputs, correct, tokens = [], 0, 0
+    for (rec, _), prompt, g in zip(examples, prompts, gens):
+        text = decode(enc, g)
+        ok = extract_answer(text) == rec["answer"].strip()
+        correct += ok
+        tokens += len(g) + (len(g) < max_new_tokens) + sum(t in (sp.latent, sp.pause) for t in prompt)
+        outputs.append({"prompt": prompt, "output": text, "correct": ok})
+    n = max(len(examples), 1)
+    return {"acc": correct / n, "tokens": tokens / n, "n": len(examples), "outputs": outputs}
 

@@ -21,7 +21,7 @@ import math
 import os
 import struct
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -423,3 +423,54 @@ def download_gpt2(name, cache_dir=None):
 
 
 _GPT2_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}
+
+
+# ---------------------------------------------------------------------- checkpoints and devices
+
+def pick_device(name="auto"):
+    """'auto' picks cuda, then mps, then cpu; any other name is used as given."""
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def save_checkpoint(path, model, meta, extra=None):
+    """Plain tensors + JSON-able metadata, written atomically (temp file + rename), so an
+    interrupted write never replaces a good checkpoint with half a file."""
+    state = {"model": model.state_dict(), "config": asdict(model.config), "meta": meta, **(extra or {})}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    """(model, checkpoint dict) from save_checkpoint's file, with one-line errors for a
+    missing, corrupt or mismatched file. Loads with weights_only=True: no pickled code."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or not {"model", "config", "meta"} <= set(ckpt):
+        raise ValueError(f"{path}: not a nanoCoconut checkpoint (expected keys model, config, meta)")
+    try:
+        model = GPT(GPTConfig(**ckpt["config"]))
+    except TypeError as e:
+        raise ValueError(f"{path}: bad model config in checkpoint ({e})") from None
+    ours = model.state_dict()
+    for k, v in ckpt["model"].items():
+        if k not in ours:
+            raise ValueError(f"{path}: unexpected tensor '{k}' for this model")
+        if v.shape != ours[k].shape:
+            raise ValueError(f"{path}: tensor '{k}' has shape {tuple(v.shape)}, config says {tuple(ours[k].shape)}")
+    missing = sorted(set(ours) - set(ckpt["model"]))
+    if missing:
+        raise ValueError(f"{path}: missing tensor '{missing[0]}'")
+    model.load_state_dict(ckpt["model"])
+    return model.to(device), ckpt

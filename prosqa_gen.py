@@ -1,0 +1,334 @@
+"""
+ProsQA generator: random "is-a" graphs rendered as questions that need search.
+
+ProsQA is the planning-heavy logic task of Coconut (Hao et al. 2024, "Training Large
+Language Models to Reason in a Continuous Latent Space", arXiv 2412.06769, Appendix on
+ProsQA). Each example is a random DAG of facts stated in shuffled order, and a question
+asking which of two concepts a person belongs to. The files use the released schema.
+
+    python prosqa_gen.py                      # data/prosqa_{train,valid,test}.json
+    python prosqa_gen.py --out /tmp/pq --seed 1 --n-train 2000
+
+One rendered example (the first test example for seed 0, question shortened):
+    question: Every lempus is a boompus. Polly is a lempus. ... Every felpus is a
+              gwompus. Is Oliver a gorpus or quimpus?
+    steps:    Oliver is a rorpus. / Every rorpus is a scrompus. /
+              Every scrompus is a gerpus. / Every gerpus is a quimpus.
+    answer:   Oliver is a quimpus.
+
+The appendix leaves some constants open. The choices below make the printed table match
+the paper's statistics (nodes, edges, in-degrees, people, steps, shortest paths):
+- each graph is built with a uniform 19..27 nodes (NODES_RANGE);
+- a new node is a new person with probability 0.05 (PERSON_RATE); otherwise its parent
+  count is Poisson(1.5) redrawn until positive, capped by how many nodes it may choose;
+- a new person that never gets a child is dropped (it would appear in no sentence);
+- depth is the longest chain from a person; parents are weighted depth * 1.5 + 1;
+- the number of steps is drawn first (3/4/5/6 with 41/44/13/2%), and graphs are redrawn
+  until one has a usable target leaf exactly that far from the person;
+- the person asked about sits at index 0 or 1 with equal chance (the released example
+  asks about index 1), so nothing can be read off the index alone.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+from collections import Counter, deque
+
+PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
+          "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
+CONCEPTS = ["bompus", "boompus", "brimpus", "chorpus", "dumpus", "felpus", "fompus",
+            "gerpus", "gorpus", "grimpus", "gwompus", "hilpus", "impus", "jelpus",
+            "jompus", "kerpus", "lempus", "lorpus", "numpus", "quimpus", "rempus",
+            "rompus", "rorpus", "scrompus", "shumpus", "sterpus", "storpus", "terpus",
+            "timpus", "tumpus", "vumpus", "worpus", "wumpus", "yerpus", "yimpus",
+            "yumpus", "zhorpus", "zumpus"]
+
+NODES_RANGE = (19, 27)  # nodes built per graph; dropped lonely people bring the mean to ~22.8
+PERSON_RATE = 0.05      # 58% of released graphs have only the two source people
+PARENTS_MEAN = 1.5      # Poisson mean for the number of parents (appendix)
+STEP_WEIGHTS = {3: 41, 4: 44, 5: 13, 6: 2}  # steps distribution of the released data
+FROM_ROOT, FROM_OTHER = 1, 2  # label bits: descends from node 0, from node 1
+
+# -----------------------------------------------------------------------------
+# graph construction
+
+
+def poisson(rng, lam):
+    """Knuth's method: count uniforms until their product falls below exp(-lam)."""
+    limit, k, product = math.exp(-lam), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
+
+
+def sample_parents(rng, pool, weights, k):
+    """k distinct nodes from pool, each draw proportional to the remaining weights."""
+    if k >= len(pool):
+        return sorted(pool)
+    pool, weights, chosen = list(pool), list(weights), []
+    for _ in range(k):
+        j = rng.choices(range(len(pool)), weights=weights)[0]
+        chosen.append(pool.pop(j))
+        weights.pop(j)
+    return sorted(chosen)
+
+
+def build_dag(rng, n_nodes):
+    """Grow a DAG one node at a time; returns (parents per node, label bits per node)."""
+    parents, labels, depth = [[], []], [FROM_ROOT, FROM_OTHER], [0, 0]
+    for i in range(2, n_nodes):
+        k = 0
+        if rng.random() >= PERSON_RATE:
+            while k == 0:
+                k = poisson(rng, PARENTS_MEAN)
+        r = rng.random()
+        # the restrictions keep two separate branches growing, one per source person
+        if r <= 0.35:
+            pool = [j for j in range(i) if not labels[j] & FROM_OTHER]
+        elif r <= 0.7:
+            pool = [j for j in range(i) if not labels[j] & FROM_ROOT]
+        else:
+            pool = list(range(i))
+        chosen = sample_parents(rng, pool, [depth[j] * 1.5 + 1 for j in pool], k)
+        parents.append(chosen)
+        labels.append(0)
+        for p in chosen:
+            labels[i] |= labels[p]
+        depth.append(1 + max(depth[p] for p in chosen) if chosen else 0)
+    # a person nobody descends from appears in no sentence: drop it, keeping index order
+    has_child = {p for ps in parents for p in ps}
+    keep = [v for v in range(n_nodes) if v < 2 or parents[v] or v in has_child]
+    new_index = {v: i for i, v in enumerate(keep)}
+    return [[new_index[p] for p in parents[v]] for v in keep], [labels[v] for v in keep]
+
+
+def children_of(parents):
+    children = [[] for _ in parents]
+    for v, ps in enumerate(parents):
+        for p in ps:
+            children[p].append(v)
+    return children
+
+
+def shortest_paths(children, source):
+    """BFS from source: (distance, number of distinct shortest paths) per reached node."""
+    dist, count, queue = {source: 0}, {source: 1}, deque([source])
+    while queue:
+        u = queue.popleft()
+        for v in children[u]:
+            if v not in dist:
+                dist[v], count[v] = dist[u] + 1, 0
+                queue.append(v)
+            if dist[v] == dist[u] + 1:
+                count[v] += count[u]
+    return dist, count
+
+
+def pick_shortest_path(rng, parents, dist, count, target):
+    """One shortest path, uniform over all of them: walk back weighting by path counts."""
+    path = [target]
+    while dist[path[-1]] > 0:
+        preds = [p for p in parents[path[-1]] if dist.get(p) == dist[path[-1]] - 1]
+        path.append(rng.choices(preds, weights=[count[p] for p in preds])[0])
+    return path[::-1]
+
+
+def sample_graph(rng):
+    """Redraw graphs until one has a target at the drawn depth and a negative target."""
+    steps = rng.choices(list(STEP_WEIGHTS), weights=list(STEP_WEIGHTS.values()))[0]
+    while True:
+        parents, labels = build_dag(rng, rng.randint(*NODES_RANGE))
+        children = children_of(parents)
+        dist, count = shortest_paths(children, 0)
+        leaves = [v for v in range(len(parents)) if not children[v] and parents[v]]
+        targets = [v for v in leaves if labels[v] == FROM_ROOT and dist[v] == steps]
+        negatives = [v for v in leaves if labels[v] == FROM_OTHER]
+        if targets and negatives:
+            target, neg = rng.choice(targets), rng.choice(negatives)
+            return parents, target, neg, pick_shortest_path(rng, parents, dist, count, target)
+
+# -----------------------------------------------------------------------------
+# rendering to sentences
+
+
+def sentence(names, is_person, u, v):
+    # "a" even before a vowel ("a impus"), exactly as in the released files
+    return f"{names[u]} is a {names[v]}." if is_person[u] else f"Every {names[u]} is a {names[v]}."
+
+
+def generate_example(rng):
+    """One ProsQA record in the released schema, drawn from a random.Random."""
+    parents, target, neg, path = sample_graph(rng)
+    n = len(parents)
+    # ask about index 0 or 1 (the released example uses 1); swapping two people keeps edges valid
+    new = [1, 0] + list(range(2, n)) if rng.random() < 0.5 else list(range(n))
+    root, target, neg, path = new[0], new[target], new[neg], [new[v] for v in path]
+    edges = sorted([new[p], new[v]] for v, ps in enumerate(parents) for p in ps)
+    is_person = [not ps for ps in parents]  # the swap moves a person onto a person
+    n_people = sum(is_person)
+    assert n_people <= len(PEOPLE) and n - n_people <= len(CONCEPTS), "graph too large to name"
+    people, concepts = iter(rng.sample(PEOPLE, n_people)), iter(rng.sample(CONCEPTS, n - n_people))
+    names = [next(people) if person else next(concepts) for person in is_person]
+    facts = [sentence(names, is_person, u, v) for u, v in edges]
+    rng.shuffle(facts)
+    first, second = (target, neg) if rng.random() < 0.5 else (neg, target)
+    return {
+        "question": " ".join(facts) + f" Is {names[root]} a {names[first]} or {names[second]}?",
+        "steps": [sentence(names, is_person, u, v) for u, v in zip(path, path[1:])],
+        "answer": f"{names[root]} is a {names[target]}.",
+        "idx_to_symbol": names,
+        "edges": edges,
+        "root": root, "target": target, "neg_target": neg,
+    }
+
+# -----------------------------------------------------------------------------
+# statistics
+
+
+def graph_stats(record):
+    """Graph statistics of one record, recomputed from its edges alone."""
+    n = len(record["idx_to_symbol"])
+    parents = [[] for _ in range(n)]
+    for u, v in record["edges"]:
+        parents[v].append(u)
+    children = children_of(parents)
+    dist, count = shortest_paths(children, record["root"])
+    names = record["idx_to_symbol"]
+    return {
+        "nodes": n,
+        "edges": len(record["edges"]),
+        "in_degrees": [len(ps) for ps in parents if ps],
+        "people": sum(1 for ps in parents if not ps),
+        "leaves": sum(1 for c in children if not c),
+        "steps": len(record["steps"]),
+        "distance": dist.get(record["target"]),
+        "shortest_paths": count.get(record["target"], 0),
+        "reachable": len(dist),
+        "target_first": record["question"].endswith(
+            f" a {names[record['target']]} or {names[record['neg_target']]}?"),
+        "neg_reachable": record["neg_target"] in dist,
+    }
+
+
+def percents(values, first, last):
+    """Percent of values equal to first, first+1, ..., and >= last (the last bucket)."""
+    counts = Counter(min(v, last) for v in values)
+    return [100 * counts[k] / len(values) for k in range(first, last + 1)]
+
+
+def summarize(records):
+    """(mean, min, max) or percent histograms of graph_stats over many records."""
+    stats = [graph_stats(r) for r in records]
+
+    def col(key):
+        return [s[key] for s in stats]
+
+    def spread(xs):
+        return (sum(xs) / len(xs), min(xs), max(xs))
+
+    in_degrees = [d for s in stats for d in s["in_degrees"]]
+    return {
+        "n": len(stats),
+        "nodes": spread(col("nodes")), "edges": spread(col("edges")),
+        "in_degree": spread(in_degrees), "in_degree_pct": percents(in_degrees, 1, 5),
+        "people_pct": percents(col("people"), 2, 6),
+        "leaves": spread(col("leaves")),
+        "steps": spread(col("steps")), "steps_pct": percents(col("steps"), 3, 6),
+        "shortest_paths": spread(col("shortest_paths")),
+        "shortest_paths_pct": percents(col("shortest_paths"), 1, 4),
+        "reachable": spread(col("reachable")),
+        "target_first_pct": 100 * sum(col("target_first")) / len(stats),
+        "neg_reachable": sum(col("neg_reachable")),
+    }
+
+
+PAPER = [  # (row, summary key, the paper's value as given in PROSQA.md)
+    ("nodes per graph", "nodes", "22.8 (14..28)"),
+    ("edges per graph", "edges", "36.0 (16..54)"),
+    ("in-degree of concepts", "in_degree", "1.78"),
+    ("in-degree 1/2/3/4/5+ %", "in_degree_pct", "49/31/14/4/1.5"),
+    ("people 2/3/4/5/6+ %", "people_pct", "58/32/8/2/rare"),
+    ("leaves per graph", "leaves", "7.5 (3..12)"),
+    ("steps", "steps", "3.8 (3..6)"),
+    ("steps 3/4/5/6 %", "steps_pct", "41/44/13/2"),
+    ("shortest paths", "shortest_paths", "1.6"),
+    ("shortest paths 1/2/3/4+ %", "shortest_paths_pct", "59/29/8/4"),
+    ("reachable from the person", "reachable", "13.4"),
+    ("target first %", "target_first_pct", "50"),
+    ("neg target reachable", "neg_reachable", "0"),
+]
+
+
+def format_table(summary):
+    """The summary next to the paper's numbers, one statistic a line."""
+    def show(value):
+        if isinstance(value, tuple):
+            return f"{value[0]:.2f} ({value[1]}..{value[2]})"
+        if isinstance(value, list):
+            return "/".join(f"{x:.0f}" if x >= 10 else f"{x:.1f}" for x in value)
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+    lines = [f"{'statistic':<28}{'generated (' + str(summary['n']) + ')':<24}paper"]
+    lines += [f"{row:<28}{show(summary[key]):<24}{paper}" for row, key, paper in PAPER]
+    return "\n".join(lines)
+
+# -----------------------------------------------------------------------------
+# files
+
+
+def write_json_atomic(path, obj):
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; data files are for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def generate_split(rng, n, seen, progress=False):
+    """n records whose question texts are not in seen (seen is updated)."""
+    records = []
+    while len(records) < n:
+        record = generate_example(rng)
+        if record["question"] in seen:
+            continue
+        seen.add(record["question"])
+        records.append(record)
+        if progress and (len(records) % 1000 == 0 or len(records) == n):
+            print(f"\rtrain {len(records)}/{n}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return records
+
+
+def write_splits(out_dir="data", seed=0, n_train=17886, n_valid=300, n_test=500, quiet=False):
+    """Generate, write data/prosqa_{split}.json, and return {split: records}."""
+    rng, seen, splits = random.Random(seed), set(), {}
+    # test and valid first, so a smaller --n-train keeps the same evaluation sets
+    for name, n in (("test", n_test), ("valid", n_valid), ("train", n_train)):
+        splits[name] = generate_split(rng, n, seen, progress=name == "train" and not quiet)
+    os.makedirs(out_dir, exist_ok=True)
+    for name, records in splits.items():
+        write_json_atomic(os.path.join(out_dir, f"prosqa_{name}.json"), records)
+    if not quiet:
+        print(format_table(summarize([r for records in splits.values() for r in records])))
+    return splits
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Generate the ProsQA train/valid/test files.")
+    parser.add_argument("--out", type=str, default="data", help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
+    parser.add_argument("--n-train", type=int, default=17886, help="training examples")
+    parser.add_argument("--n-valid", type=int, default=300, help="validation examples")
+    parser.add_argument("--n-test", type=int, default=500, help="test examples")
+    parser.add_argument("--quiet", action="store_true", help="no progress line and no table")
+    args = parser.parse_args()
+    write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet)

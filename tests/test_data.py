@@ -1,0 +1,319 @@
+"""Tests for data.py: tokenizers, the token layout, input checking, the dataset converters."""
+
+import json
+import os
+import sys
+import types
+
+import pytest
+import tiktoken
+
+import data
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+
+# Two ProsQA-like records (the released files' grammar and vocabulary).
+PROSQA_LIKE = [
+    {"question": "Every lempus is a yumpus. Sally is a gerpus. Every gerpus is a terpus. "
+                 "Every terpus is a sterpus. Bob is a hilpus. Is Sally a hilpus or sterpus?",
+     "steps": ["Sally is a gerpus.", "Every gerpus is a terpus.", "Every terpus is a sterpus."],
+     "answer": "Sally is a sterpus."},
+    {"question": "Every impus is a wumpus. Tom is a impus. Every wumpus is a zumpus. "
+                 "Alex is a rompus. Is Tom a rompus or zumpus?",
+     "steps": ["Tom is a impus.", "Every impus is a wumpus.", "Every wumpus is a zumpus."],
+     "answer": "Tom is a zumpus."},
+]
+
+ROUND_TRIP_TEXTS = [
+    "Every terpus is a sterpus.\n",
+    "Is Wren a flurbington or a glorpus?",  # words never seen in training
+    "naïve café, 日本語 and 🙂 emoji",  # multi-byte unicode
+    "  two leading spaces,\ttabs\n\n\nand blank lines  ",
+    "48/2=24 <<48+24=72>> #### 72",
+    f"Sally{data.BOT}{data.LATENT}{data.LATENT}{data.EOT}### Sally is a sterpus.{data.EOS}",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def words():
+    return data.get_encoding("words", PROSQA_LIKE)
+
+
+def gpt2_or_skip():
+    try:
+        tiktoken.get_encoding("r50k_base")
+    except Exception as e:  # tiktoken fetches GPT-2's rank file on first use; .ci/run seeds its cache
+        pytest.skip(f"GPT-2's BPE ranks (r50k_base) are not in tiktoken's cache and cannot be downloaded ({type(e).__name__})")
+    return data.get_encoding("gpt2")
+
+
+def write(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return str(path)
+
+
+# -----------------------------------------------------------------------------
+# tokenizers
+
+def test_words_round_trip(words):
+    """Guards decode(encode(text)) == text for the words encoding, on any text."""
+    for text in ROUND_TRIP_TEXTS:
+        assert data.decode(words, data.encode(words, text)) == text
+
+
+def test_gpt2_round_trip_and_special_ids():
+    """Guards the GPT-2 encoding: round trip, EOS at 50256 and the new specials at 50257..50260."""
+    enc = gpt2_or_skip()
+    for text in ROUND_TRIP_TEXTS:
+        assert data.decode(enc, data.encode(enc, text)) == text
+    assert data.special_ids(enc) == data.Specials(bot=50257, latent=50258, eot=50259, pause=50260, eos=50256)
+    assert enc.n_vocab == 50261
+    assert data.encode(enc, "Hello world") == [15496, 995]  # GPT-2's own ids for this text
+    assert data.encoding_from_state(json.loads(json.dumps(data.encoding_state(enc)))).encode("Hi there") == \
+        enc.encode("Hi there")
+
+
+def test_gpt2_specials_follow_base_vocabulary(monkeypatch):
+    """Guards, without GPT-2's files, how the gpt2 encoding extends its base: EOS kept, 4 new ids after it."""
+    base = tiktoken.Encoding("gpt2", pat_str=data.WORDS_PATTERN, mergeable_ranks={bytes([b]): b for b in range(256)},
+                             special_tokens={data.EOS: 256})  # a stand-in with GPT-2's shape: EOS is the last id
+    monkeypatch.setattr(data.tiktoken, "get_encoding", lambda name: base)
+    enc = data.get_encoding("gpt2")
+    assert data.special_ids(enc) == data.Specials(bot=257, latent=258, eot=259, pause=260, eos=256)
+    assert data.encoding_state(enc) == {"name": "gpt2"}
+    assert data.decode(enc, data.encode(enc, f"x{data.LATENT}y")) == f"x{data.LATENT}y"
+
+
+def test_special_tokens_are_single_ids(words):
+    """Guards that each special token encodes to its own single id (after the vocabulary) and decodes back."""
+    sp = data.special_ids(words)
+    n_pieces = words.n_vocab - 5
+    assert (sp.eos, sp.bot, sp.latent, sp.eot, sp.pause) == tuple(range(n_pieces, n_pieces + 5))
+    for tok, i in [(data.BOT, sp.bot), (data.LATENT, sp.latent), (data.EOT, sp.eot),
+                   (data.PAUSE, sp.pause), (data.EOS, sp.eos)]:
+        assert data.encode(words, tok) == [i]
+        assert data.decode(words, [i]) == tok
+    assert data.encode(words, f"{data.LATENT}{data.LATENT}") == [sp.latent, sp.latent]
+
+
+def test_words_state_restores_identical_ids(words):
+    """Guards that a words encoding saved in a checkpoint (JSON) restores with identical ids."""
+    state = json.loads(json.dumps(data.encoding_state(words)))
+    restored = data.encoding_from_state(state)
+    assert restored.n_vocab == words.n_vocab
+    assert data.special_ids(restored) == data.special_ids(words)
+    held_out = "Every jompus is a sterpus. Is Max a gerpus or terpus? 日本 " + data.LATENT
+    assert data.encode(restored, held_out) == data.encode(words, held_out)
+    assert all(restored.decode([i]) == words.decode([i]) for i in range(words.n_vocab))
+
+
+def test_words_vocabulary_is_deterministic():
+    """Guards the vocabulary order (by count, then bytes): it does not depend on record order."""
+    a = data.encoding_state(data.get_encoding("words", PROSQA_LIKE))
+    b = data.encoding_state(data.get_encoding("words", PROSQA_LIKE[::-1]))
+    assert a == b
+
+
+def test_unseen_words_fall_back_to_bytes(words):
+    """Guards the byte fallback: an unseen word becomes several known tokens and still round-trips."""
+    ids = data.encode(words, " flurbington")
+    assert len(ids) > 1 and all(i < data.special_ids(words).eos for i in ids)
+    assert data.decode(words, ids) == " flurbington"
+
+
+def test_prosqa_words_are_single_tokens(words):
+    """Guards the point of the words encoding: every concept, name and marker is one token."""
+    for piece in [" sterpus", " gerpus", " zumpus", " impus", "Sally", " Sally", "Every", " is", " a", "###",
+                  ".", "?", "\n"]:
+        assert len(data.encode(words, piece)) == 1, piece
+    assert words.n_vocab < 512  # 256 bytes + a few dozen words + 5 specials
+
+
+def test_get_encoding_rejects_bad_arguments():
+    """Guards the errors for a words encoding without records and an unknown name."""
+    with pytest.raises(ValueError, match="records"):
+        data.get_encoding("words")
+    with pytest.raises(ValueError, match="unknown encoding 'bpe'"):
+        data.get_encoding("bpe")
+
+
+# -----------------------------------------------------------------------------
+# token layout and answers
+
+def test_tokenize_layout(words):
+    """Guards the paper's layout: question\\n, one step\\n per step, '### answer' + EOS."""
+    record = {"question": "Tom is a impus. Is Tom a impus or zumpus?", "steps": ["Tom is a impus."],
+              "answer": "Tom is a impus."}
+    t = data.tokenize(words, record)
+    pieces = lambda ids: [words.decode([i]) for i in ids]  # noqa: E731
+    assert pieces(t["question"]) == ["Tom", " is", " a", " impus", ".", " Is", " Tom", " a", " impus", " or",
+                                     " zumpus", "?", "\n"]
+    assert [pieces(s) for s in t["steps"]] == [["Tom", " is", " a", " impus", ".", "\n"]]
+    assert pieces(t["answer"]) == ["###", " Tom", " is", " a", " impus", ".", data.EOS]
+    assert t["answer"][-1] == data.special_ids(words).eos
+    assert t["question"][-1] == ord("\n")  # single bytes keep their byte value as id
+
+
+def test_tokenize_keeps_special_strings_in_data_as_text(words):
+    """Guards that a literal '<|latent|>' inside record text is not turned into the latent token."""
+    t = data.tokenize(words, {"question": "a <|latent|> b", "steps": [], "answer": "x"})
+    assert data.special_ids(words).latent not in t["question"]
+    assert words.decode(t["question"]) == "a <|latent|> b\n"
+
+
+def test_extract_answer():
+    """Guards the grading rule: text after the last '###', cut at EOS, stripped."""
+    assert data.extract_answer("Sally is a gerpus.\n### Sally is a sterpus.") == "Sally is a sterpus."
+    assert data.extract_answer("### 12 ### 72 <|endoftext|>### 5") == "72"
+    assert data.extract_answer("no marker at all") == ""
+    assert data.extract_answer("###") == ""
+
+
+# -----------------------------------------------------------------------------
+# loading and errors
+
+def test_load_split_keeps_extra_fields(tmp_path):
+    """Guards that valid records load unchanged, extra fields (ProsQA's graph) included."""
+    records = [dict(PROSQA_LIKE[0], root=1, edges=[[0, 2]])]
+    write(tmp_path / "toy_train.json", json.dumps(records))
+    assert data.load_split("toy", "train", str(tmp_path)) == records
+
+
+BAD_FILES = [  # (content, the message after the file name)
+    ('[{"question": "q",\n "steps" ["a"]}]', "not valid JSON (line 2, column 10: Expecting ':' delimiter)"),
+    ('{"question": "q", "steps": [], "answer": "a"}', "expected a JSON list of records, got a dict"),
+    ('[{"question": "q", "steps": [], "answer": "a"}, {"question": "q", "steps": []}]',
+     "record 1: missing field 'answer'"),
+    ('[{"question": "q", "steps": "one step", "answer": "a"}]',
+     "record 0: field 'steps' must be a list of strings, got str"),
+    ('[{"question": "q", "steps": [], "answer": "a"}, {"question": "q", "steps": ["a", "b", 3], "answer": "a"}]',
+     "record 1: field 'steps' must be a list of strings (item 2 is int)"),
+    ('[{"question": 7, "steps": [], "answer": "a"}]', "record 0: field 'question' must be a string, got int"),
+    ('[["q", [], "a"]]', "record 0: must be an object with fields question, steps, answer"),
+]
+
+
+@pytest.mark.parametrize("content,message", BAD_FILES)
+def test_bad_files_give_precise_errors(tmp_path, content, message):
+    """Guards that each bad input names the file, the record index and the field in one line."""
+    path = write(tmp_path / "toy_valid.json", content)
+    with pytest.raises(data.DataError) as e:
+        data.load_split("toy", "valid", str(tmp_path))
+    assert str(e.value) == f"{path}: {message}"
+
+
+def test_missing_file_says_how_to_create_it(tmp_path):
+    """Guards the missing-file error: it names the file and the command that makes it."""
+    with pytest.raises(data.DataError) as e:
+        data.load_split("gsm8k", "train", str(tmp_path))
+    path = tmp_path / "gsm8k_train.json"
+    assert str(e.value) == f"{path}: file not found; create it with: python data.py prepare gsm8k"
+
+
+def test_missing_prosqa_is_generated_once(tmp_path, monkeypatch):
+    """Guards that loading ProsQA calls prosqa_gen.write_splits(out_dir, seed=0) when a file is missing."""
+    calls = []
+
+    def write_splits(out_dir="data", seed=0, **kwargs):
+        calls.append((out_dir, seed))
+        for split in data.SPLITS:
+            write(os.path.join(out_dir, f"prosqa_{split}.json"), json.dumps(PROSQA_LIKE))
+        return {}
+
+    monkeypatch.setitem(sys.modules, "prosqa_gen", types.SimpleNamespace(write_splits=write_splits))
+    write(tmp_path / "prosqa_train.json", "[]")  # one file present is not enough
+    assert data.load_split("prosqa", "valid", str(tmp_path)) == PROSQA_LIKE
+    assert data.load_split("prosqa", "train", str(tmp_path)) == PROSQA_LIKE
+    assert calls == [(str(tmp_path), 0)]
+
+
+# -----------------------------------------------------------------------------
+# converters
+
+def test_gsm8k_converter_on_fixture():
+    """Guards the GSM8k conversion: question, the <<...>> contents as steps, the answer after ####."""
+    path = os.path.join(FIXTURES, "gsm8k", "train.txt")
+    with open(path, encoding="utf-8") as f:
+        records = data.gsm8k_from_lines(f, path)
+    assert len(records) == 3
+    assert records[0] == {
+        "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+                    "How many clips did Natalia sell altogether in April and May?",
+        "steps": ["48/2=24", "48+24=72"], "answer": "72"}
+    assert records[2] == {"question": "A baker makes 20 loaves a day for 7 days. How many loaves does she make?",
+                          "steps": ["20*7=140"], "answer": "140"}
+
+
+@pytest.mark.parametrize("bad_line", ["no separator <<1+1=2>> #### 2", "q?||<<1+1=2>> 2",
+                                      "q?||<<1+1=2>> so 2 #### 2", "q?||<<1+1=2>> ####   "])
+def test_gsm8k_malformed_line(bad_line):
+    """Guards that a malformed GSM8k line is reported with its source and line number."""
+    with pytest.raises(data.DataError, match=r"^raw/train\.txt: line 2: "):
+        data.gsm8k_from_lines(["q?||<<1+1=2>> #### 2\n", bad_line], "raw/train.txt")
+
+
+def test_prontoqa_converter_on_fixture():
+    """Guards the ProntoQA conversion: question + query, chain of thought paired two by two."""
+    path = os.path.join(FIXTURES, "prontoqa", "5hop_0shot_random.json")
+    with open(path, encoding="utf-8") as f:
+        records = data.prontoqa_from_json(json.load(f), path)
+    assert [r["answer"] for r in records] == ["True", "True", "False"]
+    assert records[0] == {
+        "question": "Every tumpus is a wumpus. Wumpuses are not bitter. Each yumpus is bitter. Alex is a tumpus. "
+                    "True or false: Alex is not bitter.",
+        "steps": ["Alex is a tumpus. Every tumpus is a wumpus.", "Alex is a wumpus. Wumpuses are not bitter.",
+                  "Alex is not bitter."],
+        "answer": "True"}
+    assert len(records[1]["steps"]) == 4
+
+
+def test_prontoqa_bad_example_names_key():
+    """Guards that a bad ProntoQA example is reported with its source and key."""
+    good = {"question": "q", "query": "True or false: x.", "chain_of_thought": ["a."], "answer": "True"}
+    with pytest.raises(data.DataError, match=r"^p\.json: example 'ex2': 'test_example.answer' must be a string$"):
+        data.prontoqa_from_json({"ex1": {"test_example": good},
+                                 "ex2": {"test_example": dict(good, answer=None)}}, "p.json")
+    with pytest.raises(data.DataError, match=r"^p\.json: example 'ex1': missing object 'test_example'$"):
+        data.prontoqa_from_json({"ex1": {"question": "q"}}, "p.json")
+
+
+def test_prontoqa_split_sizes():
+    """Guards the paper's 9000 / 200 / 800 split of 10000 examples and the small-file fallback."""
+    assert data.split_sizes(10000) == (9000, 200, 800)
+    assert data.split_sizes(3) == (1, 1, 1)
+    with pytest.raises(data.DataError):
+        data.split_sizes(2)
+
+
+@pytest.mark.parametrize("dataset,sizes", [("gsm8k", {"train": 3, "valid": 1, "test": 1}),
+                                           ("prontoqa", {"train": 1, "valid": 1, "test": 1})])
+def test_prepare_from_raw_dir(tmp_path, dataset, sizes):
+    """Guards prepare(raw_dir=...): it writes exactly the three JSON splits, which load_split reads."""
+    assert data.prepare(dataset, data_dir=str(tmp_path), raw_dir=os.path.join(FIXTURES, dataset)) == sizes
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{dataset}_{s}.json" for s in data.SPLITS)  # no temp files
+    loaded = {s: data.load_split(dataset, s, str(tmp_path)) for s in data.SPLITS}
+    assert {s: len(r) for s, r in loaded.items()} == sizes
+    if dataset == "prontoqa":  # split in file order
+        assert [r["answer"] for s in data.SPLITS for r in loaded[s]] == ["True", "True", "False"]
+
+
+def test_prepare_missing_raw_file(tmp_path):
+    """Guards that a missing raw file is named, with where to get it."""
+    with pytest.raises(data.DataError, match=r"train\.txt: raw file not found \(download it from https://"):
+        data.prepare("gsm8k", data_dir=str(tmp_path), raw_dir=str(tmp_path))
+
+
+def test_download_failure_names_url(tmp_path, monkeypatch):
+    """Guards the network error: one line naming the URL, and no partial file left behind."""
+    import urllib.error
+
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(data.DataError) as e:
+        data.prepare("prontoqa", data_dir=str(tmp_path))
+    assert str(e.value) == f"download failed: {data.PRONTOQA_URL}: no route to host"
+    assert not os.path.exists(tmp_path / "raw" / "prontoqa" / "5hop_0shot_random.json.part")

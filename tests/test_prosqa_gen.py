@@ -1,0 +1,168 @@
+"""Tests for prosqa_gen.py: determinism, validity of every example, split hygiene, statistics."""
+import random
+import re
+from collections import deque
+
+import pytest
+
+import prosqa_gen
+
+
+def bfs_distances(edges, source):
+    """Plain BFS written here, independent of the generator's own graph code."""
+    children = {}
+    for u, v in edges:
+        children.setdefault(u, []).append(v)
+    dist, queue = {source: 0}, deque([source])
+    while queue:
+        u = queue.popleft()
+        for v in children.get(u, []):
+            if v not in dist:
+                dist[v] = dist[u] + 1
+                queue.append(v)
+    return dist
+
+
+@pytest.fixture(scope="module")
+def examples():
+    rng = random.Random(1)
+    return [prosqa_gen.generate_example(rng) for _ in range(300)]
+
+
+@pytest.fixture(scope="module")
+def many():
+    rng = random.Random(0)
+    return [prosqa_gen.generate_example(rng) for _ in range(2000)]
+
+
+@pytest.fixture(scope="module")
+def summary(many):
+    return prosqa_gen.summarize(many)
+
+
+def write_small(out_dir, seed):
+    return prosqa_gen.write_splits(str(out_dir), seed=seed, n_train=40, n_valid=10, n_test=10,
+                                   quiet=True)
+
+
+def test_same_seed_same_bytes(tmp_path):
+    """Guards determinism: one seed gives byte-identical files, another seed different ones."""
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        write_small(tmp_path / name, seed)
+    for split in ("train", "valid", "test"):
+        file = f"prosqa_{split}.json"
+        a, b, c = ((tmp_path / name / file).read_bytes() for name in "abc")
+        assert a == b, f"{file} differs between two runs with the same seed"
+        assert a != c, f"{file} is the same for seeds 3 and 4"
+
+
+def test_small_train_keeps_eval_sets(tmp_path):
+    """Guards that --n-train does not change the valid and test sets of a seed."""
+    small = write_small(tmp_path / "small", 0)
+    large = prosqa_gen.write_splits(str(tmp_path / "large"), 0, n_train=80, n_valid=10, n_test=10,
+                                    quiet=True)
+    assert small["valid"] == large["valid"] and small["test"] == large["test"]
+    assert len(small["train"]) == 40 and len(large["train"]) == 80
+
+
+def test_target_reachable_and_negative_not(examples):
+    """Guards the answer: the target descends from the person only, the negative target from
+    the other source person only, so it is never reachable from the person asked about."""
+    for ex in examples:
+        mine = bfs_distances(ex["edges"], ex["root"])
+        other = bfs_distances(ex["edges"], 1 - ex["root"])
+        assert ex["target"] in mine and ex["target"] not in other
+        assert ex["neg_target"] in other and ex["neg_target"] not in mine
+
+
+def test_targets_are_leaves_and_concepts(examples):
+    """Guards that both options are leaves (no outgoing edge) and named by concept words."""
+    for ex in examples:
+        sources = {u for u, _ in ex["edges"]}
+        for node in (ex["target"], ex["neg_target"]):
+            assert node not in sources
+            assert ex["idx_to_symbol"][node] in prosqa_gen.CONCEPTS
+
+
+def test_steps_are_a_shortest_path_stated_in_the_question(examples):
+    """Guards the chain of thought: a real shortest path, each step a sentence of the question."""
+    for ex in examples:
+        names, dist = ex["idx_to_symbol"], bfs_distances(ex["edges"], ex["root"])
+        assert len(ex["steps"]) == dist[ex["target"]]
+        facts = {f.strip() for f in re.findall(r"[^.?]+[.]", ex["question"])}
+        for step in ex["steps"]:
+            assert step in facts, step
+        # the steps chain from the person to the target
+        words = [s.rstrip(".").split()[-1] for s in ex["steps"]]
+        assert ex["steps"][0].startswith(f"{names[ex['root']]} is a ")
+        assert words[-1] == names[ex["target"]]
+        for prev, step in zip(words, ex["steps"][1:]):
+            assert step.startswith(f"Every {prev} is a ")
+
+
+def test_graph_shape_and_naming(examples):
+    """Guards the schema: edges go low -> high, people are exactly the nodes without parents."""
+    for ex in examples:
+        assert all(u < v for u, v in ex["edges"])
+        assert len({tuple(e) for e in ex["edges"]}) == len(ex["edges"]), "repeated edge"
+        names = ex["idx_to_symbol"]
+        assert len(set(names)) == len(names), "a name used twice in one graph"
+        has_parent = {v for _, v in ex["edges"]}
+        people = {i for i, name in enumerate(names) if name in prosqa_gen.PEOPLE}
+        assert people == set(range(len(names))) - has_parent
+        assert ex["root"] in (0, 1) and ex["root"] in people
+        # one sentence per edge in the question, with the person/concept wording
+        for u, v in ex["edges"]:
+            subject = names[u] if u in people else f"Every {names[u]}"
+            assert f"{subject} is a {names[v]}." in ex["question"]
+        assert ex["question"].count(".") == len(ex["edges"])
+
+
+def test_question_and_answer_name_the_right_nodes(examples):
+    """Guards the last sentence `Is P a A or B?` and the answer `P is a T.`."""
+    firsts = 0
+    for ex in examples:
+        names = ex["idx_to_symbol"]
+        person, target, neg = names[ex["root"]], names[ex["target"]], names[ex["neg_target"]]
+        assert ex["answer"] == f"{person} is a {target}."
+        ending = re.search(r"Is (\w+) a (\w+) or (\w+)\?$", ex["question"])
+        assert ending and ending.group(1) == person
+        assert {ending.group(2), ending.group(3)} == {target, neg}
+        firsts += ending.group(2) == target
+    assert 0.4 < firsts / len(examples) < 0.6, "the target should come first about half the time"
+
+
+def test_no_question_in_two_splits(tmp_path):
+    """Guards split hygiene on real output: no question text shared between splits."""
+    splits = write_small(tmp_path, 0)
+    questions = {name: {r["question"] for r in records} for name, records in splits.items()}
+    assert not questions["train"] & questions["valid"]
+    assert not questions["train"] & questions["test"]
+    assert not questions["valid"] & questions["test"]
+
+
+def test_duplicates_are_skipped(tmp_path, monkeypatch):
+    """Guards the dedupe itself: with a generator that repeats questions, splits stay disjoint."""
+    def tiny_generator(rng):  # only 60 different questions exist
+        return {"question": f"q{rng.randrange(60)}"}
+    monkeypatch.setattr(prosqa_gen, "generate_example", tiny_generator)
+    splits = prosqa_gen.write_splits(str(tmp_path), 0, n_train=40, n_valid=5, n_test=10, quiet=True)
+    questions = [r["question"] for records in splits.values() for r in records]
+    assert len(questions) == len(set(questions)) == 55
+
+
+def test_statistics_match_the_paper(many, summary):
+    """Guards the distribution: means of nodes, edges, steps and shortest paths near the paper's."""
+    assert all(3 <= len(ex["steps"]) <= 6 for ex in many)
+    assert abs(summary["nodes"][0] - 22.8) <= 1.0, summary["nodes"]
+    assert abs(summary["edges"][0] - 36.0) <= 2.0, summary["edges"]
+    assert abs(summary["steps"][0] - 3.8) <= 0.2, summary["steps"]
+    assert abs(summary["shortest_paths"][0] - 1.6) <= 0.2, summary["shortest_paths"]
+    assert summary["neg_reachable"] == 0
+
+
+def test_table_has_every_row(summary):
+    """Guards the printed table: one line per statistic, generated next to the paper's value."""
+    table = prosqa_gen.format_table(summary)
+    assert len(table.splitlines()) == 1 + len(prosqa_gen.PAPER)
+    assert "nodes per graph" in table and "22.8" in table

@@ -238,7 +238,8 @@ def next_token_probs(model, prompts, sp):
     sample.py to see which concepts the model weighs after k thoughts."""
     batch = collate(prompts, sp).to(model.lm_head.weight.device)
     H, _ = thought_passes(model, batch, model.new_cache(len(prompts), batch.ids.size(1)))
-    return F.softmax(model.logits(H[:, -1]).float(), -1)
+    last = batch.key_mask.long().cumsum(1).argmax(1)  # each row's last real position (rows may end early)
+    return F.softmax(model.logits(H[torch.arange(len(prompts)), last]).float(), -1)
 
 
 def prompt_of(ids, labels):
@@ -258,28 +259,30 @@ def evaluate(model, examples, enc, sp, plan, batch_size=64, max_new_tokens=64, p
     after '###' equals the answer exactly. examples: (record, tokenised) pairs; plan:
     layout() keywords fixing the prompt (method, stage, c, max_stage, ..., n_thoughts).
     Returns accuracy, mean generated tokens (language tokens incl. end-of-text, plus
-    the thoughts) and the per-example outputs. Prompts are batched by length so that
-    little compute goes to padding."""
+    the thoughts) and the per-example outputs. A batch holds prompts of one thought
+    count (without pad_latent_to_max it varies), sorted by length so that little
+    compute goes to padding."""
     prompts = [prompt_of(*layout(ex, sp, **plan)) for _, ex in examples]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    n_thought = [sum(t in (sp.latent, sp.pause) for t in p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: (n_thought[i], len(prompts[i])))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [[j for j in b if n_thought[j] == k] for b in batches for k in sorted({n_thought[j] for j in b})]
     gens = [None] * len(prompts)
-    bar = range(0, len(order), batch_size)
     if progress:
         from tqdm import tqdm
-        bar = tqdm(bar, desc="eval", unit="batch", leave=False)
+        batches = tqdm(batches, desc="eval", unit="batch", leave=False)
     was_training = model.training
     model.eval()
-    for i in bar:
-        idx = order[i:i + batch_size]
+    for idx in batches:
         for j, g in zip(idx, generate(model, [prompts[j] for j in idx], sp, max_new_tokens)):
             gens[j] = g
     model.train(was_training)
     outputs, correct, tokens = [], 0, 0
-    for (rec, _), prompt, g in zip(examples, prompts, gens):
+    for (rec, _), prompt, g, k in zip(examples, prompts, gens, n_thought):
         text = decode(enc, g)
         ok = extract_answer(text) == rec["answer"].strip()
         correct += ok
-        tokens += len(g) + (len(g) < max_new_tokens) + sum(t in (sp.latent, sp.pause) for t in prompt)
+        tokens += len(g) + (len(g) < max_new_tokens) + k
         outputs.append({"prompt": prompt, "output": text, "correct": ok})
     n = max(len(examples), 1)
     return {"acc": correct / n, "tokens": tokens / n, "n": len(examples), "outputs": outputs}

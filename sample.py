@@ -1,0 +1,237 @@
+"""
+Ask a trained Coconut model questions, and look at what its continuous thoughts hold
+(Hao et al. 2024, "Training Large Language Models to Reason in a Continuous Latent Space",
+arXiv 2412.06769).
+
+For each question it prints the question, each continuous thought read through the LM
+head (its top tokens, as in the paper's Figure 4), the generated text, the extracted
+answer and whether it is right. For ProsQA it adds the paper's latent-search view
+(section 5): after k = 0..K thoughts, how much probability the model puts on each
+concept reachable from the person, marked by depth and by whether it lies on a
+shortest path to the target.
+
+    python sample.py --latent 6                       # 3 test questions, out/prosqa-coconut/latest.pt
+    python sample.py --dataset prosqa --method cot --n 5
+    python sample.py --question "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or zumpus?"
+    python sample.py --eval --latent 3                # accuracy on the whole test split with 3 thoughts
+    python sample.py --ckpt out/prosqa-coconut/stage3.pt --eval --split valid
+"""
+
+import argparse
+import os
+import textwrap
+import time
+from collections import deque
+
+import coconut
+from data import encode, encoding_from_state, extract_answer, load_split, special_ids, tokenize
+from model import load_checkpoint, pick_device
+
+THOUGHTLESS = ("cot", "no-cot")  # methods whose prompt never holds thoughts: --latent does not apply
+
+# ----------------------------------------------------------------------------- ProsQA graphs
+
+
+def bfs(adj, source):
+    """Shortest distance (in edges) from source to every node it reaches."""
+    dist, queue = {source: 0}, deque([source])
+    while queue:
+        u = queue.popleft()
+        for v in adj.get(u, ()):
+            if v not in dist:
+                dist[v] = dist[u] + 1
+                queue.append(v)
+    return dist
+
+
+def graph_marks(edges, root, target):
+    """{node: depth} for every node reachable from root (1 = child, 2 = grandchild, ...;
+    root itself left out), and the set of nodes on some shortest root -> target path
+    (target included): v lies on one exactly when d(root, v) + d(v, target) = d(root, target)."""
+    down, up = {}, {}
+    for u, v in edges:
+        down.setdefault(u, []).append(v)
+        up.setdefault(v, []).append(u)
+    depth, to_target = bfs(down, root), bfs(up, target)
+    far = len(edges) + 1  # longer than any path: nodes that cannot reach the target
+    on_path = {v for v, d in depth.items() if v != root and d + to_target.get(v, far) == depth.get(target)}
+    return {v: d for v, d in depth.items() if v != root}, on_path
+
+
+# ----------------------------------------------------------------------------- the latent search view
+
+
+def search_probs(model, enc, sp, ex, plan, person, K):
+    """Next-token probabilities (list of K+1 rows of size V) after question <bot> k
+    thoughts <eot> "### <person> is a", for k = 0..K: the answer form the final model
+    writes right after <eot>, cut just before the concept it picks."""
+    forced = encode(enc, "### " + person + " is a")
+    prompts = [coconut.prompt_of(*coconut.layout(ex, sp, **{**plan, "n_thoughts": k})) + forced
+               for k in range(K + 1)]
+    check_fits(prompts[-1], model.config.block_size, "the latent search prompt")
+    return list(coconut.next_token_probs(model, prompts, sp))  # one batch: row k has k thoughts
+
+
+def bar(p, width=4):
+    """p in [0, 1] as a bar of `width` cells, in eighths of a cell."""
+    n = round(p * width * 8)
+    return ("█" * (n // 8) + " ▏▎▍▌▋▊▉"[n % 8]).rstrip()
+
+
+def search_table(rec, probs, enc, top=3):
+    """One row per concept reachable from the person (by depth, then name), one column
+    per thought count k; the `top` most likely concepts of a column get a bar. A concept
+    is scored by its first token (one token per concept with the words vocabulary)."""
+    names = rec["idx_to_symbol"]
+    depth, on_path = graph_marks(rec["edges"], rec["root"], rec["target"])
+    rows = sorted(depth, key=lambda v: (depth[v], names[v]))
+    first = {v: encode(enc, " " + names[v])[0] for v in rows}
+    cols = [[p[first[v]].item() for v in rows] for p in probs]  # cols[k][row]
+    tops = [set(sorted(range(len(rows)), key=lambda r: -c[r])[:top]) for c in cols]
+    w = max([len(names[v]) for v in rows] + [7])
+    lines = [f"latent search: P(concept) after '### {names[rec['root']]} is a' with k thoughts "
+             f"(depth 1 = child, * = on a shortest path, T = target)",
+             (f"  {'depth':<6}{'concept':<{w}}" + "".join(f"  {'k=' + str(k):<9}" for k in range(len(probs)))).rstrip()]
+    for r, v in enumerate(rows):
+        mark = f"{depth[v]} {'*' if v in on_path else ' '}{'T' if v == rec['target'] else ' '}"
+        cells = "".join(f"  {c[r]:4.2f} {bar(c[r]) if r in t else '':<4}" for c, t in zip(cols, tops))
+        lines.append(f"  {mark:<6}{names[v]:<{w}}{cells}".rstrip())
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- printing
+
+
+def check_fits(prompt, block_size, what):
+    if len(prompt) >= block_size:
+        raise ValueError(f"{what} is {len(prompt)} tokens with its thoughts and markers; "
+                         f"the model's context (block_size) is {block_size}")
+
+
+def wrap(label, text):
+    """'label: text', wrapped to 100 columns, later lines indented under the text."""
+    pad = " " * (len(label) + 2)
+    lines = [textwrap.fill(line, 100, initial_indent=pad, subsequent_indent=pad, break_long_words=False,
+                           break_on_hyphens=False) or pad for line in text.split("\n")]
+    return label + ": " + "\n".join(lines)[len(pad):]
+
+
+def show_question(model, enc, sp, rec, plan, args, title):
+    """Answer one record and print it: question, thought probes, output, verdict, search view."""
+    ex = tokenize(enc, rec)
+    prompt = coconut.prompt_of(*coconut.layout(ex, sp, **plan))
+    check_fits(prompt, model.config.block_size, "--question" if args.question else title)
+    out = coconut.evaluate(model, [(rec, ex)], enc, sp, plan, max_new_tokens=args.max_new_tokens)["outputs"][0]
+    print(f"== {title} ==")
+    print(wrap("question", rec["question"]))
+    n_latent, n_pause = prompt.count(sp.latent), prompt.count(sp.pause)
+    if n_latent:
+        print(f"thoughts: {n_latent}, each read through the LM head (top {args.topk})")
+        for i, top in enumerate(coconut.probe_thoughts(model, prompt, sp, args.topk), 1):
+            print(f"  [{i}] " + "  ".join(f"{enc.decode([t])!r} {p:.2f}" for t, p in top))
+    elif n_pause:
+        print(f"thoughts: none ({n_pause} <|pause|> tokens in the prompt instead)")
+    print(wrap("output", out["output"]))
+    answer = extract_answer(out["output"])
+    if args.question:
+        print(wrap("answer", answer or "(no '###' in the output)"))
+    else:
+        verdict = "✓ correct" if out["correct"] else f"✗ wrong (expected: {rec['answer'].strip()})"
+        print(wrap("answer", f"{answer or '(none)'}  {verdict}"))
+    if not args.question and not args.no_search and "edges" in rec and plan["method"] not in THOUGHTLESS:
+        person = rec["idx_to_symbol"][rec["root"]]
+        print(search_table(rec, search_probs(model, enc, sp, ex, plan, person, n_latent + n_pause), enc))
+    print()
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="sample.py", description="Answer questions with a trained Coconut "
+                                "checkpoint, show what its continuous thoughts encode, or evaluate a split.")
+    p.add_argument("--ckpt", type=str, default=None,
+                   help="checkpoint file (default: out/<dataset>-<method>/latest.pt)")
+    p.add_argument("--dataset", type=str, default="prosqa",
+                   help="with --method, picks out/<dataset>-<method>/latest.pt")
+    p.add_argument("--method", type=str, default="coconut", choices=coconut.METHODS,
+                   help="with --dataset, picks out/<dataset>-<method>/latest.pt")
+    p.add_argument("--latent", type=int, default=None,
+                   help="number of thoughts (default: the count trained at the checkpoint's stage)")
+    p.add_argument("--question", type=str, default=None, help="answer this free-text question (not graded)")
+    p.add_argument("--n", type=int, default=None, help="how many questions of the split (default 3; with --eval, all)")
+    p.add_argument("--split", type=str, default="test", choices=("train", "valid", "test"), help="which split")
+    p.add_argument("--data-dir", type=str, default=None,
+                   help="data folder (default: the one the checkpoint was trained on)")
+    p.add_argument("--eval", action="store_true", help="print accuracy and mean generated tokens over the split")
+    p.add_argument("--batch-size", type=int, default=64, help="questions decoded at once with --eval")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generation limit (default: the checkpoint's, else 64)")
+    p.add_argument("--topk", type=int, default=5, help="tokens shown per continuous thought")
+    p.add_argument("--no-search", action="store_true", help="leave out the ProsQA latent search table")
+    p.add_argument("--device", type=str, default="auto", help="cuda, mps, cpu, or auto (the first available)")
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.latent is not None and args.latent < 0:
+        parser.error("--latent must be >= 0")
+    for flag in ("n", "batch_size", "max_new_tokens", "topk"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
+    try:
+        run(args)
+    except (FileNotFoundError, ValueError) as e:  # data.DataError is a ValueError
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+
+
+def run(args):
+    """Load the checkpoint, then answer --question, show --n questions of the split, or --eval it."""
+    path = args.ckpt or os.path.join("out", f"{args.dataset}-{args.method}", "latest.pt")
+    model, ckpt = load_checkpoint(path, pick_device(args.device))
+    model.eval()
+    meta = ckpt["meta"]
+    if not isinstance(meta, dict) or not {"args", "stage", "tokenizer"} <= set(meta):
+        raise ValueError(f"{path}: checkpoint meta lacks args, stage or tokenizer (not written by train.py?)")
+    targs, stage = meta["args"], meta["stage"]
+    enc = encoding_from_state(meta["tokenizer"])
+    sp = special_ids(enc)
+    args.max_new_tokens = args.max_new_tokens or targs.get("max_new_tokens", 64)
+    latent = args.latent
+    if latent is not None and targs["method"] in THOUGHTLESS:
+        print(f"note: method {targs['method']} has no thoughts; --latent {latent} is ignored")
+        latent = None
+    if args.question is not None:
+        if latent is None and targs["method"] not in THOUGHTLESS:  # no steps to count: use the full count
+            latent = coconut.stage_plan(targs["method"], stage, targs["max_stage"] + 1, targs["c_thought"],
+                                        targs["max_stage"], targs["pad_latent_to_max"])[1]
+        rec = {"question": args.question, "steps": [], "answer": ""}
+        return show_question(model, enc, sp, rec, coconut.inference_plan(targs, stage, latent), args, "question")
+    plan = coconut.inference_plan(targs, stage, latent)
+    dataset = targs["dataset"]
+    records = load_split(dataset, args.split, args.data_dir or targs.get("data_dir", "data"))
+    if not args.eval:
+        for i, rec in enumerate(records[:args.n or 3]):
+            show_question(model, enc, sp, rec, plan, args, f"{dataset} {args.split} #{i}")
+        return
+    records = records[:args.n] if args.n else records
+    if not records:
+        raise ValueError(f"{dataset} {args.split}: no records to evaluate")
+    examples = [(rec, tokenize(enc, rec)) for rec in records]
+    prompts = [coconut.prompt_of(*coconut.layout(ex, sp, **plan)) for _, ex in examples]
+    for i, prompt in enumerate(prompts):
+        check_fits(prompt, model.config.block_size, f"{dataset} {args.split} record {i}")
+    t0 = time.time()
+    res = coconut.evaluate(model, examples, enc, sp, plan, args.batch_size, args.max_new_tokens, progress=True)
+    counts = sorted({p.count(sp.latent) + p.count(sp.pause) for p in prompts})
+    shown = "" if plan["method"] in THOUGHTLESS else \
+        f", latent {counts[0]}" + (f"-{counts[-1]}" if len(counts) > 1 else "")  # a range without pad_latent_to_max
+    n_ok = sum(o["correct"] for o in res["outputs"])
+    print(f"{dataset} {args.split}: accuracy {100 * res['acc']:.1f}% ({n_ok}/{res['n']}), "
+          f"{res['tokens']:.1f} tokens/question{shown}, {time.time() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""sample.py: per-question output, --eval against coconut.evaluate, the ProsQA latent search view, errors."""
+
+import json
+import random
+import re
+
+import pytest
+import torch
+
+import coconut
+import data
+import prosqa_gen
+import sample
+from model import GPT, GPTConfig, save_checkpoint
+
+ARGS = {"dataset": "prosqa", "method": "coconut", "c_thought": 1, "max_stage": 6, "pad_latent_to_max": True,
+        "max_new_tokens": 12}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tmp folder with ProsQA splits, a words encoding and a tiny random model saved as train.py does."""
+    root = tmp_path_factory.mktemp("sample")
+    splits = {"train": range(0, 4), "valid": range(4, 6), "test": range(6, 10)}
+    records = {s: [prosqa_gen.generate_example(random.Random(i)) for i in idx] for s, idx in splits.items()}
+    (root / "data").mkdir()
+    for s, recs in records.items():
+        (root / "data" / f"prosqa_{s}.json").write_text(json.dumps(recs))
+    enc = data.get_encoding("words", [r for recs in records.values() for r in recs])
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=512, vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_embd=32))
+
+    def save(name, **override):
+        args = {**ARGS, "data_dir": str(root / "data"), "out": str(root), **override}
+        meta = {"tokenizer": data.encoding_state(enc), "args": args, "stage": 6, "epoch": 3,
+                "stage_done": True, "history": []}
+        save_checkpoint(str(root / name), model, meta)
+        return str(root / name)
+
+    return {"root": root, "records": records, "enc": enc, "model": model, "save": save,
+            "ckpt": save("latest.pt")}
+
+
+def blocks(out):
+    """The per-question blocks of sample.py's output, split on their '== title ==' lines."""
+    return re.split(r"^== .* ==$", out, flags=re.M)[1:]
+
+
+def thought_lines(block):
+    return [l for l in block.splitlines() if re.match(r"  \[\d+\] ", l)]
+
+
+def test_per_question_output(run, capsys):
+    """Each question shows its text, one probe line per thought (--latent k), the output and a verdict."""
+    sample.main(["--ckpt", run["ckpt"], "--n", "2", "--latent", "3", "--topk", "4", "--no-search"])
+    out = capsys.readouterr().out
+    bs = blocks(out)
+    assert len(bs) == 2
+    for rec, b in zip(run["records"]["test"], bs):
+        assert rec["question"][:60] in " ".join(b.split())  # wrapped, so compare with whitespace folded
+        lines = thought_lines(b)
+        assert len(lines) == 3 and all(len(re.findall(r" \d\.\d\d", l)) == 4 for l in lines)
+        assert "\noutput: " in b and re.search(r"\nanswer: .*(✓ correct|✗ wrong \(expected: )", b)
+        assert "latent search" not in b
+
+
+def test_latent_zero_has_no_thoughts(run, capsys):
+    """--latent 0 gives a prompt with no thoughts, so no probe lines (and a one-column search table)."""
+    sample.main(["--ckpt", run["ckpt"], "--n", "1", "--latent", "0"])
+    b = blocks(capsys.readouterr().out)[0]
+    assert thought_lines(b) == [] and "thoughts:" not in b
+    assert re.search(r"k=0\s*$", b.split("latent search")[1].splitlines()[1])
+
+
+def test_cot_ignores_latent(run, capsys):
+    """A method without thoughts says --latent is ignored and shows neither probes nor the search view."""
+    ckpt = run["save"]("cot.pt", method="cot")
+    sample.main(["--ckpt", ckpt, "--n", "1", "--latent", "4"])
+    out = capsys.readouterr().out
+    assert out.startswith("note: method cot has no thoughts; --latent 4 is ignored")
+    assert thought_lines(out) == [] and "latent search" not in out
+
+
+def test_eval_matches_evaluate(run, capsys):
+    """--eval prints the accuracy and token numbers that coconut.evaluate gives on the same split."""
+    sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "2", "--batch-size", "3"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    enc, sp = run["enc"], data.special_ids(run["enc"])
+    examples = [(r, data.tokenize(enc, r)) for r in run["records"]["test"]]
+    plan = coconut.inference_plan(ARGS, 6, 2)
+    res = coconut.evaluate(run["model"], examples, enc, sp, plan, batch_size=3, max_new_tokens=ARGS["max_new_tokens"])
+    n_ok = sum(o["correct"] for o in res["outputs"])
+    want = f"prosqa test: accuracy {100 * res['acc']:.1f}% ({n_ok}/4), {res['tokens']:.1f} tokens/question, latent 2, "
+    assert line.startswith(want), (line, want)
+
+
+def test_graph_marks_small_graph():
+    """Depths from the person and shortest-path marks on a hand-made graph with two shortest
+    paths to the target, a longer detour, a dead end and another person's branch."""
+    edges = [(0, 2), (2, 4), (4, 5), (0, 9), (9, 10), (10, 5),  # two shortest paths 0 -> 5
+             (0, 3), (3, 6), (6, 7), (7, 5), (3, 11),  # a longer detour to 5, a dead end 11
+             (1, 3), (1, 8)]  # another person: 8 is not reachable from 0
+    depth, on_path = sample.graph_marks(edges, root=0, target=5)
+    assert depth == {2: 1, 9: 1, 3: 1, 4: 2, 10: 2, 6: 2, 11: 2, 5: 3, 7: 3}
+    assert on_path == {2, 4, 9, 10, 5}
+
+
+def test_search_table_rows_and_bars(run):
+    """The table lists exactly the reachable concepts, by depth then name, with columns k=0..K,
+    marks depth / * / T, and puts a bar on a concept that gets the probability mass."""
+    enc, rec = run["enc"], run["records"]["test"][0]
+    names = rec["idx_to_symbol"]
+    depth, on_path = sample.graph_marks(rec["edges"], rec["root"], rec["target"])
+    target_id = data.encode(enc, " " + names[rec["target"]])[0]
+    probs = [torch.full((enc.n_vocab,), 1e-4) for _ in range(3)]
+    probs[2][target_id] = 0.9
+    lines = sample.search_table(rec, probs, enc).splitlines()
+    assert lines[1].split()[2:] == ["k=0", "k=1", "k=2"]
+    rows = [l.split() for l in lines[2:]]
+    got = [next(w for w in r if w in names) for r in rows]
+    assert got == [names[v] for v in sorted(depth, key=lambda v: (depth[v], names[v]))]
+    for r, v in zip(rows, sorted(depth, key=lambda v: (depth[v], names[v]))):
+        assert int(r[0]) == depth[v]
+        assert ("*" in "".join(r[:2])) == (v in on_path) and ("T" in "".join(r[:2])) == (v == rec["target"])
+    assert lines[2 + got.index(names[rec["target"]])].endswith("0.90 ███▋")  # 0.9 of 4 cells, in eighths
+    assert sum(l.count("0.90") for l in lines) == 1
+
+
+def test_search_view_in_output(run, capsys):
+    """By default a ProsQA question gets the search table: one row per reachable concept, k=0..K."""
+    sample.main(["--ckpt", run["ckpt"], "--n", "1", "--latent", "2"])
+    b = blocks(capsys.readouterr().out)[0]
+    rec = run["records"]["test"][0]
+    table = b.split("latent search")[1].strip().splitlines()[1:]
+    assert table[0].split()[2:] == ["k=0", "k=1", "k=2"]
+    depth, _ = sample.graph_marks(rec["edges"], rec["root"], rec["target"])
+    names = rec["idx_to_symbol"]
+    assert sorted(next(w for w in l.split() if w in names) for l in table[1:]) == sorted(names[v] for v in depth)
+
+
+def test_search_probs_match_forced_prompt(run):
+    """Column k of the search view is the next-token distribution after question <bot> k latents
+    <eot> '### person is a', the same as next_token_probs on that one prompt."""
+    enc, sp, model = run["enc"], data.special_ids(run["enc"]), run["model"]
+    rec = run["records"]["test"][1]
+    ex = data.tokenize(enc, rec)
+    person = rec["idx_to_symbol"][rec["root"]]
+    probs = sample.search_probs(model, enc, sp, ex, coconut.inference_plan(ARGS, 6), person, 2)
+    prompt = ex["question"] + [sp.bot, sp.latent, sp.latent, sp.eot] + data.encode(enc, f"### {person} is a")
+    assert len(probs) == 3
+    torch.testing.assert_close(probs[2], coconut.next_token_probs(model, [prompt], sp)[0])
+
+
+def one_line_error(capsys, argv, *needles):
+    with pytest.raises(SystemExit) as e:
+        sample.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_missing_checkpoint(run, capsys):
+    """A missing checkpoint file is a one-line error naming the file."""
+    missing = str(run["root"] / "nope.pt")
+    one_line_error(capsys, ["--ckpt", missing], missing, "checkpoint not found")
+
+
+def test_corrupt_checkpoint(run, capsys):
+    """A file of random bytes is a one-line error naming the file, not a torch traceback."""
+    bad = run["root"] / "bad.pt"
+    bad.write_bytes(random.Random(0).randbytes(512))
+    one_line_error(capsys, ["--ckpt", str(bad)], str(bad), "not a readable checkpoint")
+
+
+def test_question_too_long(run, capsys):
+    """A --question that does not fit the model's context is a one-line error saying so."""
+    one_line_error(capsys, ["--ckpt", run["ckpt"], "--question", " ".join(["Tom"] * 600)],
+                   "--question is", "block_size) is 512")
+
+
+def test_missing_data_file(run, capsys):
+    """A checkpoint whose data file is gone is a one-line error naming the file."""
+    ckpt = run["save"]("gsm.pt", dataset="gsm8k")
+    one_line_error(capsys, ["--ckpt", ckpt], "gsm8k_test.json: file not found")
+
+
+def test_free_text_question(run, capsys):
+    """A free-text question is answered without grading, with the trained number of thoughts."""
+    sample.main(["--ckpt", run["ckpt"], "--question", "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus?"])
+    out = capsys.readouterr().out
+    assert len(thought_lines(out)) == 6 and "\nanswer: " in out
+    assert "correct" not in out and "wrong" not in out and "latent search" not in out

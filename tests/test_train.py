@@ -1,0 +1,151 @@
+"""train.py end to end on a tiny generated ProsQA: stages, checkpoints, resume, DDP, bad input."""
+
+import hashlib
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import prosqa_gen
+import train
+from model import load_checkpoint
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--batch-size", "8", "--warmup", "2",
+        "--eval-n", "8", "--max-new-tokens", "24", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    prosqa_gen.write_splits(str(d), seed=0, n_train=40, n_valid=8, n_test=8, quiet=True)
+    return str(d)
+
+
+def run(data_dir, out, *extra):
+    return train.main(["--data-dir", data_dir, "--out", str(out), *TINY, *extra])
+
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_curriculum_end_to_end(data_dir, tmp_path):
+    """--stage 0..2 writes one checkpoint per stage, latest.pt and summary.json, and a
+    stage checkpoint holds the model, tokenizer, config and resolved arguments."""
+    out = tmp_path / "run"
+    history = run(data_dir, out, "--stage", "0..2")
+    assert [h["stage"] for h in history] == [0, 1, 2]
+    for f in ("stage0.pt", "stage1.pt", "stage2.pt", "latest.pt", "summary.json"):
+        assert (out / f).exists(), f
+    model, ckpt = load_checkpoint(str(out / "stage2.pt"))
+    meta = ckpt["meta"]
+    assert meta["stage"] == 2 and meta["stage_done"] and meta["args"]["n_embd"] == 32
+    assert meta["tokenizer"]["name"] == "words" and model.config.vocab_size == 256 + len(meta["tokenizer"]["pieces"]) + 5
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["stage"] for r in summary["stages"]] == [0, 1, 2]
+    assert 0.0 <= summary["test_acc"] <= 1.0 and summary["test_tokens"] > 0
+
+
+def weights(path):
+    return load_checkpoint(str(path))[1]["model"]
+
+
+def test_resume_matches_uninterrupted_run(data_dir, tmp_path):
+    """A run stopped after stage 1 and restarted with --resume continues at stage 2 and
+    ends with the same weights as an uninterrupted run with the same seed; --stage 2
+    alone (from stage1.pt) does too."""
+    run(data_dir, tmp_path / "full", "--stage", "0..2", "--epochs-per-stage", "2")
+    run(data_dir, tmp_path / "cut", "--stage", "0..1", "--epochs-per-stage", "2")
+    history = run(data_dir, tmp_path / "cut", "--stage", "0..2", "--epochs-per-stage", "2", "--resume")
+    assert [h["stage"] for h in history] == [0, 0, 1, 1, 2, 2]
+    a, b = weights(tmp_path / "full" / "stage2.pt"), weights(tmp_path / "cut" / "stage2.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_mid_stage(data_dir, tmp_path, monkeypatch):
+    """An interruption right after epoch 1 of stage 1 loses nothing: --resume restores the
+    optimizer from latest.pt, runs epoch 2, and ends where the uninterrupted run ends."""
+    run(data_dir, tmp_path / "full", "--stage", "0..1", "--epochs-per-stage", "2")
+    save = train.save_checkpoint
+
+    def save_then_interrupt(path, model, meta, extra=None):
+        save(path, model, meta, extra)
+        if meta["stage"] == 1 and meta["epoch"] == 1:
+            raise KeyboardInterrupt  # as if Ctrl-C came right after this write
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(data_dir, tmp_path / "cut", "--stage", "0..1", "--epochs-per-stage", "2")
+    monkeypatch.undo()
+    assert not (tmp_path / "cut" / "stage1.pt").exists()
+    history = run(data_dir, tmp_path / "cut", "--stage", "0..1", "--epochs-per-stage", "2", "--resume")
+    assert [(h["stage"], h["epoch"]) for h in history] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    a, b = weights(tmp_path / "full" / "stage1.pt"), weights(tmp_path / "cut" / "stage1.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def ddp_worker(rank, world, port, data_dir, out):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    args = train.parse_args(["--data-dir", data_dir, "--out", out, *TINY, "--stage", "0..1", "--device", "cpu"])
+    model, _ = train.train(args)
+    torch.save(model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
+
+
+def test_ddp_two_processes_end_identical(data_dir, tmp_path):
+    """Two-process DDP on CPU (gloo): every rank ends with identical weights, and they
+    moved from the initialisation."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "ddp")
+    os.makedirs(out)
+    mp.start_processes(ddp_worker, args=(2, port, data_dir, out), nprocs=2, join=True, start_method="spawn")
+    w0 = torch.load(os.path.join(out, "rank0.pt"), weights_only=True)
+    w1 = torch.load(os.path.join(out, "rank1.pt"), weights_only=True)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert os.path.exists(os.path.join(out, "stage1.pt"))
+
+
+def expect_error(capsys, argv, message):
+    capsys.readouterr()  # drop what earlier runs printed
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and message in err, err
+    return err
+
+
+def test_bad_input_is_one_clear_line_and_keeps_checkpoints(data_dir, tmp_path, capsys):
+    """Missing data, malformed record, a too-long question, a checkpoint of another
+    model, an impossible stage range, a missing predecessor: one line each, exit 2,
+    and no saved checkpoint changes."""
+    out = tmp_path / "run"
+    run(data_dir, out, "--stage", "0")
+    before = {f: digest(out / f) for f in os.listdir(out)}
+    base = ["--data-dir", data_dir, "--out", str(out), *TINY]
+
+    expect_error(capsys, base + ["--stage", "5..2"], "--stage '5..2'")
+    expect_error(capsys, base + ["--stage", "0..9"], "last <= 7")
+    expect_error(capsys, base + ["--stage", "3"], "stage2.pt: stage 3 starts from the end of stage 2, which is missing")
+    expect_error(capsys, base + ["--stage", "1", "--n-embd", "64"], "checkpoint from a different run (n_embd=32")
+    expect_error(capsys, base + ["--stage", "0"], "already holds stage checkpoints")
+    expect_error(capsys, base + ["--stage", "1", "--block-size", "64"], "exceed the model's context of 64")
+    expect_error(capsys, ["--data-dir", str(tmp_path), "--dataset", "gsm8k", "--out", str(tmp_path / "x")],
+                 "gsm8k_train.json")
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for split in ("train", "valid", "test"):
+        (bad / f"prosqa_{split}.json").write_text(json.dumps([{"question": "Q?", "steps": "not a list", "answer": "A"}]))
+    expect_error(capsys, ["--data-dir", str(bad), "--out", str(tmp_path / "y")], "record 0: field 'steps'")
+
+    (out / "stage0.pt").write_bytes(b"garbage" * 10)  # a damaged predecessor
+    before["stage0.pt"] = digest(out / "stage0.pt")
+    expect_error(capsys, base + ["--stage", "1"], "stage0.pt: not a readable checkpoint")
+    assert {f: digest(out / f) for f in os.listdir(out)} == before

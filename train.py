@@ -1,0 +1,370 @@
+"""
+Train a language model to reason with continuous thoughts (Coconut, Hao et al. 2024,
+arXiv 2412.06769), stage by stage through the paper's curriculum.
+
+    python train.py --dataset prosqa --stage 0..6       # the whole curriculum (CPU default)
+    python train.py --dataset prosqa --stage 3          # one stage, from the saved end of stage 2
+    python train.py --dataset prosqa --stage 0..6 --resume   # continue an interrupted run
+    python train.py --dataset prosqa --stage 0..6 --model gpt2 --device cuda   # paper recipe
+    torchrun --nproc_per_node 4 train.py --model gpt2 ...     # DDP, same effective batch
+
+Stage 0 is plain chain of thought; stage s replaces the first s steps by s*c thoughts.
+Each stage starts a fresh optimizer (the paper resets it), ends with a checkpoint
+`<out>/stage<s>.pt`, and `<out>/latest.pt` is rewritten after every epoch for --resume.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn as nn
+
+import coconut
+import data
+from model import GPT, GPTConfig, load_checkpoint, pick_device, save_checkpoint
+
+# Model presets; every field is also a flag, and a flag given on the command line wins.
+PRESETS = {
+    # CPU default: a small transformer from scratch on a word-level vocabulary, where every
+    # ProsQA concept is one token (Zhu et al. 2025 show 2 layers suffice with thoughts).
+    "small": dict(n_layer=2, n_head=4, n_embd=128, block_size=512, tokenizer="words", lr=1e-3,
+                  weight_decay=0.01, batch_size=32, grad_accum=1, epochs_per_stage=1, final_epochs=None,
+                  train_frac=1.0, warmup=100, schedule="cosine"),
+    # The paper's recipe: pretrained GPT-2 124M, AdamW 1e-4, wd 0.01, effective batch 128,
+    # 5 epochs per stage, in the last stage until epoch 50 (6 * 5 + 20).
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2", lr=1e-4,
+                 weight_decay=0.01, batch_size=32, grad_accum=4, epochs_per_stage=5, final_epochs=20,
+                 train_frac=1.0, warmup=0, schedule="constant"),
+    # GPT-2's shape from scratch on the word-level vocabulary, with the paper's schedule.
+    "gpt2-scratch": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="words", lr=1e-4,
+                         weight_decay=0.01, batch_size=32, grad_accum=4, epochs_per_stage=5, final_epochs=20,
+                         train_frac=1.0, warmup=0, schedule="constant"),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train Coconut through its curriculum.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="prosqa", help="data/<dataset>_{train,valid,test}.json (prosqa is generated if missing)")
+    p.add_argument("--data-dir", default="data", help="folder of the dataset files")
+    p.add_argument("--stage", default="0..6", help="stages to run: 'a..b' or one stage 's'; stage s>0 starts from <out>/stage<s-1>.pt")
+    p.add_argument("--method", default="coconut", choices=coconut.METHODS, help="coconut or a baseline of the paper's Table 1")
+    p.add_argument("--model", default="small", choices=sorted(PRESETS), help="preset: small (from scratch, CPU), gpt2 (pretrained 124M), gpt2-scratch")
+    p.add_argument("--init", default=None, help="GPT-2 weights file (model.safetensors) to start from instead of downloading 'gpt2'")
+    for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage", "final_epochs", "warmup"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"override the preset's {name}")
+    p.add_argument("--tokenizer", choices=("words", "gpt2"), default=None, help="override the preset's tokenizer")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (preset's if not given)")
+    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay on matrices")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default=None, help="learning-rate schedule within a stage")
+    p.add_argument("--train-frac", type=float, default=None, help="fraction of the training split one epoch uses (a fresh random subset each epoch)")
+    p.add_argument("--c-thought", type=int, default=1, help="continuous thoughts per removed reasoning step (paper: 1 for ProsQA/ProntoQA, 2 for GSM8k)")
+    p.add_argument("--max-stage", type=int, default=6, help="last curriculum stage with new thoughts (paper: 6 for ProsQA/ProntoQA, 3 for GSM8k)")
+    p.add_argument("--no-pad-latent", dest="pad_latent_to_max", action="store_false", help="give an example at most as many thoughts as it had steps (paper pads to the maximum)")
+    p.add_argument("--mix-prob", type=float, default=0.0, help="probability of training an example at a random earlier stage")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0 = off)")
+    p.add_argument("--eval-n", type=int, default=None, help="validation examples scored after each epoch (default: the whole split)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="generation limit when scoring")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation and data order")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), or a torch device")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="autocast dtype (the paper trains in fp32)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (fused GPU kernels); the uncompiled module is saved")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--out", default=None, help="run folder (default out/<dataset>-<method>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt, within the stage range given")
+    args = p.parse_args(argv)
+    preset = PRESETS[args.model]
+    for k, v in preset.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
+    args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
+    args.first, args.last = parse_stages(args.stage, args.max_stage)
+    return args
+
+
+def parse_stages(text, max_stage):
+    """'a..b' or 's' -> (a, b), 0 <= a <= b <= max_stage + 1 (stage max_stage + 1 drops
+    every remaining step, the paper's final GSM8k stage)."""
+    try:
+        a, b = (int(x) for x in text.split("..")) if ".." in text else (int(text),) * 2
+    except ValueError:
+        raise ValueError(f"--stage {text!r}: expected 'a..b' or a single stage number") from None
+    if not 0 <= a <= b <= max_stage + 1:
+        raise ValueError(f"--stage {text!r}: need 0 <= first <= last <= {max_stage + 1} (--max-stage {max_stage} + 1)")
+    return a, b
+
+
+def get_lr(step, total, lr, warmup, schedule):
+    """Linear warmup, then constant (the paper) or cosine decay to 10% within a stage."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "constant":
+        return lr
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def epochs_of(stage, args):
+    """Every stage trains epochs_per_stage epochs; the run's last stage, when it is the
+    curriculum's last, trains final_epochs (the paper stays there until epoch 50)."""
+    return args.final_epochs if stage == args.last and stage >= args.max_stage else args.epochs_per_stage
+
+
+class Objective(nn.Module):
+    """The Coconut loss as one module, so DDP sees a single forward per step even though
+    the thought loop calls the model k+1 times."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return coconut.forward(self.model, batch)
+
+
+# ----------------------------------------------------------------------------- data and model
+
+
+def load_data(args, enc=None):
+    """Records and tokenised examples of the three splits; the words vocabulary is built
+    from the training split unless a checkpoint's tokenizer is given."""
+    splits = {s: data.load_split(args.dataset, s, args.data_dir) for s in ("train", "valid", "test")}
+    enc = enc or data.get_encoding(args.tokenizer, splits["train"])
+    out = {}
+    for split, records in splits.items():
+        exs = [data.tokenize(enc, r) for r in records]
+        longest = args.max_stage * args.c_thought + 2  # thoughts and markers at the widest
+        for i, ex in enumerate(exs):
+            n = len(ex["question"]) + sum(map(len, ex["steps"])) + len(ex["answer"]) + longest
+            if n > args.block_size:
+                raise data.DataError(f"{os.path.join(args.data_dir, f'{args.dataset}_{split}.json')}: record {i}: "
+                                     f"{n} tokens exceed the model's context of {args.block_size} (--block-size)")
+        out[split] = list(zip(records, exs))
+    return enc, out
+
+
+def new_model(args, enc):
+    if args.init or args.model == "gpt2":
+        if args.tokenizer != "gpt2":
+            raise ValueError("GPT-2 weights need --tokenizer gpt2")
+        model = GPT.from_pretrained(args.init or "gpt2")
+        if model.config.block_size < args.block_size:
+            args.block_size = model.config.block_size
+        # new special tokens start as copies of '<<' (as in the reference setup), not random
+        src = data.encode(enc, "<<")[0]
+        model.resize_vocab(enc.n_vocab, [src] * (enc.n_vocab - model.config.vocab_size))
+        return model
+    torch.manual_seed(args.seed)
+    return GPT(GPTConfig(block_size=args.block_size, vocab_size=enc.n_vocab, n_layer=args.n_layer,
+                         n_head=args.n_head, n_embd=args.n_embd))
+
+
+def check_same_model(path, ckpt, args):
+    """A run continues only from a checkpoint of the same model and method."""
+    old = ckpt["meta"]["args"]
+    for k in ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd"):
+        if old.get(k) != getattr(args, k):
+            raise ValueError(f"{path}: checkpoint from a different run ({k}={old.get(k)!r}, asked for {getattr(args, k)!r})")
+
+
+def epoch_rows(n_examples, args, world):
+    """Examples each rank sees per epoch: train_frac of the split, shared equally."""
+    return max(1, int(n_examples * args.train_frac)) // world
+
+
+def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1):
+    """This rank's batches for one epoch: a seeded subset and order (the same on every
+    rank and on a resumed run), bucketed by length so little compute goes to padding."""
+    rng = random.Random(f"{args.seed}-{stage}-{epoch}")
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    per = epoch_rows(len(examples), args, world)
+    order = order[:per * world]
+    stages = [coconut.sample_stage(stage, args.max_stage, args.mix_prob, rng) for _ in order]
+    rows = [coconut.layout(examples[i][1], sp, args.method, s, args.c_thought, args.max_stage, args.pad_latent_to_max)
+            for i, s in list(zip(order, stages))[rank * per:(rank + 1) * per]]  # an equal share per rank
+    chunk = args.batch_size * 16
+    batches = []
+    for a in range(0, len(rows), chunk):  # sort within chunks: similar lengths, still shuffled
+        part = sorted(rows[a:a + chunk], key=lambda r: len(r[0]))
+        batches += [part[b:b + args.batch_size] for b in range(0, len(part), args.batch_size)]
+    rng.shuffle(batches)
+    return [coconut.collate([r[0] for r in b], sp, [r[1] for r in b]) for b in batches]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(args):
+    ddp = "RANK" in os.environ
+    if ddp:
+        import torch.distributed as dist
+        backend = "nccl" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "gloo"
+        dist.init_process_group(backend)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}" if backend == "nccl" else "cpu"
+    else:
+        rank, world, device = 0, 1, pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    master = rank == 0
+    device_type = device.split(":")[0]
+    log = print if master else (lambda *a, **k: None)
+
+    # 1. where to start: a fresh model, the previous stage's checkpoint, or latest.pt
+    start_stage, start_epoch, ckpt, history = args.first, 0, None, []
+    latest = os.path.join(args.out, "latest.pt")
+    if args.resume:
+        model, ckpt = load_checkpoint(latest)
+        check_same_model(latest, ckpt, args)
+        m = ckpt["meta"]
+        history = m["history"]
+        start_stage, start_epoch = (m["stage"] + 1, 0) if m["stage_done"] else (m["stage"], m["epoch"])
+        if start_stage > args.last:
+            log(f"{latest}: stage {m['stage']} is already done; nothing to resume within --stage {args.stage}")
+            return model, history
+        if not args.first <= start_stage:
+            raise ValueError(f"{latest}: run is at stage {start_stage}, before --stage {args.stage}")
+    elif args.first > 0:
+        prev = os.path.join(args.out, f"stage{args.first - 1}.pt")
+        if not os.path.exists(prev):
+            raise FileNotFoundError(f"{prev}: stage {args.first} starts from the end of stage {args.first - 1}, "
+                                    f"which is missing (run --stage {args.first - 1} first, or --stage 0..{args.last})")
+        model, ckpt = load_checkpoint(prev)
+        check_same_model(prev, ckpt, args)
+        history = ckpt["meta"]["history"]
+    elif os.path.isdir(args.out) and any(f.startswith("stage") and f.endswith(".pt") for f in os.listdir(args.out)):
+        raise ValueError(f"{args.out}: already holds stage checkpoints; pass --resume to continue it, or choose another --out")
+    enc = data.encoding_from_state(ckpt["meta"]["tokenizer"]) if ckpt else None
+    enc, splits = load_data(args, enc)
+    sp = data.special_ids(enc)
+    if ckpt is None:
+        model = new_model(args, enc)
+    elif model.config.vocab_size != enc.n_vocab:
+        raise ValueError(f"checkpoint vocabulary {model.config.vocab_size} != tokenizer's {enc.n_vocab}")
+    args.block_size = model.config.block_size
+    model.to(device)
+    log(f"model: {args.model}, {model.num_params() / 1e6:.2f}M parameters, vocab {enc.n_vocab}, device {device}"
+        f"{f', {world} processes' if ddp else ''}")
+    log(f"data: {', '.join(f'{s} {len(v)}' for s, v in splits.items())}; effective batch "
+        f"{args.batch_size * args.grad_accum * world}; method {args.method}; out {args.out}")
+
+    objective = Objective(model)
+    if args.compile:
+        objective = torch.compile(objective, dynamic=True)
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+        objective = DistributedDataParallel(objective)
+    autocast = torch.autocast(device_type, dtype=getattr(torch, args.dtype)) if args.dtype != "float32" else nullcontext()
+    meta = lambda stage, epoch, done: {"tokenizer": data.encoding_state(enc), "args": {k: v for k, v in vars(args).items()},
+                                       "stage": stage, "epoch": epoch, "stage_done": done, "history": history}
+
+    # 2. the curriculum: a fresh optimizer per stage, evaluation after every epoch
+    for stage in range(start_stage, args.last + 1):
+        n_epochs = epochs_of(stage, args)
+        opt = model.configure_optimizers(args.lr, args.weight_decay, device_type=device_type)
+        steps_per_epoch = math.ceil(math.ceil(epoch_rows(len(splits["train"]), args, world) / args.batch_size) / args.grad_accum)
+        first_epoch = start_epoch if stage == start_stage else 0
+        if first_epoch > 0:
+            opt.load_state_dict(ckpt["optimizer"])
+        t_stage = time.time()
+        for epoch in range(first_epoch, n_epochs):
+            batches = epoch_batches(splits["train"], stage, epoch, args, sp, rank, world)
+            loss_sum, tokens, t0 = torch.zeros((), device=device), 0, time.time()
+            bar = batches
+            if master:
+                from tqdm import tqdm
+                bar = tqdm(batches, desc=f"stage {stage} epoch {epoch + 1}/{n_epochs}", unit="batch", leave=False)
+            model.train()
+            for i, batch in enumerate(bar):
+                step = epoch * steps_per_epoch + i // args.grad_accum
+                group = min(args.grad_accum, len(batches) - (i // args.grad_accum) * args.grad_accum)
+                batch = batch.to(device)
+                sync = (i + 1) % args.grad_accum == 0 or i == len(batches) - 1
+                with (objective.no_sync() if ddp and not sync else nullcontext()), autocast:
+                    loss = objective(batch)
+                (loss / group).backward()
+                loss_sum += loss.detach()
+                tokens += int(batch.key_mask.sum())
+                if sync:
+                    for g in opt.param_groups:
+                        g["lr"] = get_lr(step, steps_per_epoch * n_epochs, args.lr, args.warmup, args.schedule)
+                    if args.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                if master and i % 10 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens * world / (time.time() - t0):.0f}")
+            train_loss = loss_sum.item() / max(1, len(batches))
+            secs = time.time() - t0
+            entry = {"stage": stage, "epoch": epoch + 1, "train_loss": train_loss,
+                     "tokens_per_s": tokens * world / secs, "seconds": secs}
+            if master:
+                ev = coconut.evaluate(model, splits["valid"][:args.eval_n], enc, sp, coconut.inference_plan(vars(args), stage),
+                                      max_new_tokens=args.max_new_tokens)
+                entry.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"])
+                history.append(entry)
+                done = epoch == n_epochs - 1
+                save_checkpoint(latest, model, meta(stage, epoch + 1, done), {"optimizer": opt.state_dict()})
+                if done:
+                    save_checkpoint(os.path.join(args.out, f"stage{stage}.pt"), model, meta(stage, epoch + 1, True))
+                log(f"stage {stage} epoch {epoch + 1}/{n_epochs}: loss {train_loss:.4f}, valid acc {ev['acc']:.1%} "
+                    f"({ev['tokens']:.1f} tokens), {entry['tokens_per_s']:.0f} tok/s, {secs:.0f}s")
+            else:
+                history.append(entry)
+            if ddp:
+                dist.barrier()
+        log(f"stage {stage} done in {time.time() - t_stage:.0f}s")
+
+    # 3. the final model on the test split, and the per-stage summary
+    if master:
+        ev = coconut.evaluate(model, splits["test"], enc, sp, coconut.inference_plan(vars(args), args.last),
+                              max_new_tokens=args.max_new_tokens)
+        summary = summarize(history)
+        result = {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}
+        with open(os.path.join(args.out, "summary.json.tmp"), "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(os.path.join(args.out, "summary.json.tmp"), os.path.join(args.out, "summary.json"))
+        log(format_summary(summary))
+        log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
+    if ddp:
+        dist.destroy_process_group()
+    return model, history
+
+
+def summarize(history):
+    """One row per stage: epochs, last train loss, last validation accuracy, wall time."""
+    rows = {}
+    for e in history:
+        r = rows.setdefault(e["stage"], {"stage": e["stage"], "epochs": 0, "seconds": 0.0})
+        r["epochs"] += 1
+        r["seconds"] += e["seconds"]
+        r.update(train_loss=e["train_loss"], valid_acc=e.get("valid_acc"), valid_tokens=e.get("valid_tokens"))
+    return [rows[s] for s in sorted(rows)]
+
+
+def format_summary(rows):
+    lines = ["stage  epochs  train loss  valid acc  tokens  minutes"]
+    for r in rows:
+        lines.append(f"{r['stage']:>5}  {r['epochs']:>6}  {r['train_loss']:>10.4f}  {r['valid_acc']:>9.1%}  "
+                     f"{r['valid_tokens']:>6.1f}  {r['seconds'] / 60:>7.1f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    try:
+        return train(parse_args(argv))[1]
+    except (ValueError, FileNotFoundError) as e:  # bad input: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -192,10 +192,11 @@ def forward_reference(model, batch):
 
 
 @torch.no_grad()
-def generate(model, prompts, sp, max_new_tokens=64):
+def generate(model, prompts, sp, max_new_tokens=64, stop_at_eos=True):
     """Greedy decoding for a batch of prompts (each question + <bot> + k latents + <eot>,
     as layout() builds them; k may be 0). All rows share one KV cache; each row stops
-    at its own eos. Returns, per row, the generated ids (eos excluded)."""
+    at its own eos (with stop_at_eos=False every row runs max_new_tokens, for timing).
+    Returns, per row, the generated ids (eos excluded)."""
     device = model.lm_head.weight.device
     batch = collate(prompts, sp).to(device)
     B, T = batch.ids.shape
@@ -210,7 +211,7 @@ def generate(model, prompts, sp, max_new_tokens=64):
     for i in range(max_new_tokens):
         nxt = torch.where(done, sp.eos, logits.argmax(-1))
         out.append(nxt)
-        done |= nxt == sp.eos
+        done |= (nxt == sp.eos) & stop_at_eos
         if done.all() or i == max_new_tokens - 1:
             break
         key_mask = torch.cat([key_mask, torch.ones(B, 1, dtype=torch.bool, device=device)], 1)

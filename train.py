@@ -66,7 +66,9 @@ def parse_args(argv=None):
     p.add_argument("--train-frac", type=float, default=None, help="fraction of the training split one epoch uses (a fresh random subset each epoch)")
     p.add_argument("--c-thought", type=int, default=1, help="continuous thoughts per removed reasoning step (paper: 1 for ProsQA/ProntoQA, 2 for GSM8k)")
     p.add_argument("--max-stage", type=int, default=6, help="last curriculum stage with new thoughts (paper: 6 for ProsQA/ProntoQA, 3 for GSM8k)")
-    p.add_argument("--no-pad-latent", dest="pad_latent_to_max", action="store_false", help="give an example at most as many thoughts as it had steps (paper pads to the maximum)")
+    p.add_argument("--pad-latent-to-max", action=argparse.BooleanOptionalAction, default=True,
+                   help="every example gets the stage's full thought count (the paper's ProsQA setting); "
+                        "--no-pad-latent-to-max caps it at the example's number of steps")
     p.add_argument("--mix-prob", type=float, default=0.0, help="probability of training an example at a random earlier stage")
     p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0 = off)")
     p.add_argument("--eval-n", type=int, default=None, help="validation examples scored after each epoch (default: the whole split)")

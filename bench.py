@@ -1,0 +1,149 @@
+"""
+Speed of nanoCoconut's two hot paths, on ProsQA with the same presets as train.py:
+
+1. training: tokens/s and ms per step at stage 0 (CoT, one forward) and at the last
+   stage (6 continuous thoughts, 7 passes through the KV cache), and their ratio,
+   i.e. what continuous thoughts cost;
+2. generation with thoughts: questions/s batched against one by one.
+On CUDA it also reports MFU (model FLOPs utilisation), eager and with torch.compile.
+
+    python bench.py                       # the CPU default: small model, batch 32
+    python bench.py --model gpt2 --device cuda --dtype bfloat16
+
+Any train.py flag (--model, --n-embd, --batch-size, --device, ...) works here too.
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import coconut
+import data
+import train
+from model import pick_device
+
+# Dense peak TFLOP/s per device and dtype, from the vendors' datasheets; --peak-tflops
+# overrides (and is needed for any other device).
+PEAK_TFLOPS = {("H100", "bfloat16"): 989.0, ("H100", "float32"): 67.0, ("H200", "bfloat16"): 989.0,
+               ("H200", "float32"): 67.0, ("A100", "bfloat16"): 312.0, ("A100", "float32"): 19.5}
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def make_batches(examples, sp, args, stage, n):
+    """n training batches of the same examples at a stage."""
+    rows = [coconut.layout(ex, sp, args.method, stage, args.c_thought, args.max_stage, args.pad_latent_to_max)
+            for _, ex in examples[:n * args.batch_size]]
+    return [coconut.collate([r[0] for r in rows[i:i + args.batch_size]], sp, [r[1] for r in rows[i:i + args.batch_size]])
+            for i in range(0, len(rows), args.batch_size)]
+
+
+def time_training(model, objective, batches, args, device, repeats):
+    """Median seconds per optimizer step (forward, backward, AdamW), and tokens per step."""
+    opt = model.configure_optimizers(args.lr, args.weight_decay, device_type=device.split(":")[0])
+    autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, args.dtype), enabled=args.dtype != "float32")
+    batches = [b.to(device) for b in batches]
+
+    def step(b):
+        with autocast:
+            loss = objective(b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for b in batches[:2]:  # warm-up (and compilation)
+        step(b)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        for b in batches:
+            step(b)
+        sync(device)
+        times.append((time.perf_counter() - t) / len(batches))
+    tokens = sum(int(b.key_mask.sum()) for b in batches) / len(batches)
+    return statistics.median(times), tokens
+
+
+def flops_per_token(model, T):
+    """6N for the matmuls (forward + backward) plus the attention scores, as in the
+    PaLM paper's appendix B; N excludes the position embeddings."""
+    c = model.config
+    return 6 * model.num_params() + 12 * c.n_layer * c.n_embd * T
+
+
+def time_generation(model, prompts, sp, batch_size, max_new_tokens, device):
+    """Seconds to answer all prompts batched, and one by one."""
+    def run(bs):
+        sync(device)
+        t = time.perf_counter()
+        for i in range(0, len(prompts), bs):
+            coconut.generate(model, prompts[i:i + bs], sp, max_new_tokens, stop_at_eos=False)
+        sync(device)
+        return time.perf_counter() - t
+    run(batch_size)  # warm-up
+    return run(batch_size), run(1)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
+    p.add_argument("--steps", type=int, default=8, help="training batches per timed repeat")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
+    p.add_argument("--questions", type=int, default=64, help="questions for the generation benchmark")
+    p.add_argument("--gen-tokens", type=int, default=16, help="tokens generated per question (no early stop)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (CUDA)")
+    ours, rest = p.parse_known_args(argv)
+    args = train.parse_args(rest)
+    device = pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    enc, splits = train.load_data(args)
+    sp = data.special_ids(enc)
+    model = train.new_model(args, enc).to(device)
+    examples = splits["train"]
+    print(f"bench: model {args.model} ({model.num_params() / 1e6:.2f}M params, {model.config.n_layer} layers, "
+          f"width {model.config.n_embd}), batch {args.batch_size}, {args.dtype}, device {device}, "
+          f"{torch.get_num_threads()} threads")
+
+    # 1. training: stage 0 against the last stage, eager (and compiled on CUDA)
+    modes = [("eager", train.Objective(model))]
+    if device.startswith("cuda"):
+        modes.append(("compiled", torch.compile(train.Objective(model), dynamic=True)))
+    last = args.max_stage
+    for name, objective in modes:
+        res = {}
+        for stage in (0, last):
+            batches = make_batches(examples, sp, args, stage, ours.steps)
+            res[stage] = time_training(model, objective, batches, args, device, ours.repeats)
+        for stage, (secs, tokens) in res.items():
+            line = f"train {name:8s} stage {stage}: {secs * 1000:8.1f} ms/step  {tokens / secs:9.0f} tokens/s"
+            if device.startswith("cuda"):
+                gpu = torch.cuda.get_device_name()
+                peak = ours.peak_tflops or next((v for (k, d), v in PEAK_TFLOPS.items() if k in gpu and d == args.dtype), None)
+                T = tokens / args.batch_size
+                if peak:
+                    line += f"  MFU {flops_per_token(model, T) * tokens / secs / (peak * 1e12):6.1%}"
+            print(line)
+        print(f"train {name:8s} stage {last} / stage 0: {res[last][0] / res[0][0]:.2f}x time per step, "
+              f"{(res[last][1] / res[last][0]) / (res[0][1] / res[0][0]):.2f}x tokens/s")
+
+    # 2. generation with the last stage's thoughts: batched against one by one
+    plan = coconut.inference_plan(vars(args), last)
+    prompts = [coconut.prompt_of(*coconut.layout(ex, sp, **plan)) for _, ex in splits["valid"][:ours.questions]]
+    model.eval()
+    # no early stop: every row generates gen_tokens tokens, so both ways do the same work
+    batched, single = time_generation(model, prompts, sp, args.batch_size, ours.gen_tokens, device)
+    n, k = len(prompts), prompts[0].count(sp.latent)
+    print(f"generate batched (batch {args.batch_size}): {n / batched:8.1f} questions/s")
+    print(f"generate one by one:        {n / single:8.1f} questions/s")
+    print(f"generate speed-up:          {single / batched:8.1f}x ({n} questions, {k} thoughts, "
+          f"{ours.gen_tokens} tokens each)")
+
+
+if __name__ == "__main__":
+    main()

@@ -45,7 +45,7 @@ def make_batches(examples, sp, args, stage, n):
 
 def time_training(model, objective, batches, args, device, repeats):
     """Median seconds per optimizer step (forward, backward, AdamW), and tokens per step."""
-    opt = model.configure_optimizers(args.lr, args.weight_decay, device_type=device.split(":")[0])
+    opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device.split(":")[0])
     autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, args.dtype), enabled=args.dtype != "float32")
     batches = [b.to(device) for b in batches]
 

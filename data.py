@@ -135,7 +135,11 @@ def get_encoding(name: str, records: list[dict] | None = None) -> tiktoken.Encod
 def gpt2_encoding() -> tiktoken.Encoding:
     # r50k_base is GPT-2's BPE (same ranks, pattern and <|endoftext|>), stored as one
     # .tiktoken file: fetched once by tiktoken, then read from its cache
-    base = tiktoken.get_encoding("r50k_base")
+    try:
+        base = tiktoken.get_encoding("r50k_base")
+    except Exception as e:  # tiktoken downloads the ranks on first use; offline that fails
+        raise ConnectionError(f"could not load GPT-2's BPE ranks (tiktoken 'r50k_base'): "
+                              f"{type(e).__name__}: {str(e)[:120]}") from None
     n = base.n_vocab
     specials = {EOS: base.eot_token} | {tok: n + i for i, tok in enumerate(NEW_SPECIALS)}
     return tiktoken.Encoding("gpt2-coconut", pat_str=base._pat_str,

@@ -253,7 +253,7 @@ class GPT(nn.Module):
             for j, src in enumerate(init_from):
                 self.transformer.wte.weight[old + j] = self.transformer.wte.weight[src]
 
-    def configure_optimizers(self, lr, weight_decay, betas=(0.9, 0.95), device_type="cpu"):
+    def configure_optimizers(self, lr, weight_decay, betas=(0.9, 0.999), device_type="cpu"):
         """AdamW; weight decay only on matrices (2-D), not on biases or layer norms."""
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
@@ -417,7 +417,7 @@ def download_gpt2(name, cache_dir=None):
                 f.write(chunk)
                 bar.update(len(chunk))
     except OSError as e:
-        raise RuntimeError(f"could not download {url}: {e}") from None
+        raise ConnectionError(f"could not download {url}: {e}") from None
     os.replace(tmp, path)
     return path
 

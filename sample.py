@@ -183,7 +183,7 @@ def main(argv=None):
             parser.error(f"--{flag.replace('_', '-')} must be >= 1")
     try:
         run(args)
-    except (FileNotFoundError, ValueError) as e:  # data.DataError is a ValueError
+    except (OSError, ValueError) as e:  # data.DataError is a ValueError; OSError covers missing files
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 

@@ -35,16 +35,16 @@ PRESETS = {
     # ProsQA concept is one token (Zhu et al. 2025 show 2 layers suffice with thoughts).
     "small": dict(n_layer=2, n_head=4, n_embd=128, block_size=512, tokenizer="words", lr=1e-3,
                   weight_decay=0.01, batch_size=32, grad_accum=1, epochs_per_stage=1, final_epochs=None,
-                  train_frac=1.0, warmup=100, schedule="cosine"),
+                  train_frac=1.0, warmup=100, schedule="cosine", beta2=0.95),
     # The paper's recipe: pretrained GPT-2 124M, AdamW 1e-4, wd 0.01, effective batch 128,
     # 5 epochs per stage, in the last stage until epoch 50 (6 * 5 + 20).
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2", lr=1e-4,
                  weight_decay=0.01, batch_size=32, grad_accum=4, epochs_per_stage=5, final_epochs=20,
-                 train_frac=1.0, warmup=0, schedule="constant"),
+                 train_frac=1.0, warmup=0, schedule="constant", beta2=0.999),
     # GPT-2's shape from scratch on the word-level vocabulary, with the paper's schedule.
     "gpt2-scratch": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="words", lr=1e-4,
                          weight_decay=0.01, batch_size=32, grad_accum=4, epochs_per_stage=5, final_epochs=20,
-                         train_frac=1.0, warmup=0, schedule="constant"),
+                         train_frac=1.0, warmup=0, schedule="constant", beta2=0.999),
 }
 
 
@@ -62,6 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--tokenizer", choices=("words", "gpt2"), default=None, help="override the preset's tokenizer")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (preset's if not given)")
     p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay on matrices")
+    p.add_argument("--beta2", type=float, default=None, help="AdamW's second-moment decay (the paper: PyTorch's default 0.999)")
     p.add_argument("--schedule", choices=("constant", "cosine"), default=None, help="learning-rate schedule within a stage")
     p.add_argument("--train-frac", type=float, default=None, help="fraction of the training split one epoch uses (a fresh random subset each epoch)")
     p.add_argument("--c-thought", type=int, default=1, help="continuous thoughts per removed reasoning step (paper: 1 for ProsQA/ProntoQA, 2 for GSM8k)")
@@ -157,6 +158,10 @@ def new_model(args, enc):
         if args.tokenizer != "gpt2":
             raise ValueError("GPT-2 weights need --tokenizer gpt2")
         model = GPT.from_pretrained(args.init or "gpt2")
+        base = enc.n_vocab - len(data.NEW_SPECIALS)  # GPT-2's 50257 tokens
+        if model.config.vocab_size != base:
+            raise ValueError(f"{args.init or 'gpt2'}: weights have a {model.config.vocab_size}-token vocabulary, "
+                             f"GPT-2's tokenizer has {base}")
         if model.config.block_size < args.block_size:
             args.block_size = model.config.block_size
         # new special tokens start as copies of '<<' (as in the reference setup), not random
@@ -271,7 +276,7 @@ def train(args):
     # 2. the curriculum: a fresh optimizer per stage, evaluation after every epoch
     for stage in range(start_stage, args.last + 1):
         n_epochs = epochs_of(stage, args)
-        opt = model.configure_optimizers(args.lr, args.weight_decay, device_type=device_type)
+        opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device_type)
         steps_per_epoch = math.ceil(math.ceil(epoch_rows(len(splits["train"]), args, world) / args.batch_size) / args.grad_accum)
         first_epoch = start_epoch if stage == start_stage else 0
         if first_epoch > 0:
@@ -363,7 +368,7 @@ def format_summary(rows):
 def main(argv=None):
     try:
         return train(parse_args(argv))[1]
-    except (ValueError, FileNotFoundError) as e:  # bad input: one line, no traceback
+    except (ValueError, OSError) as e:  # bad input or a failed download: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
 

@@ -192,3 +192,28 @@ def test_probe_thoughts_reads_hidden_states():
         h, _ = model(torch.tensor([prompt[:4]]), logits_at=None)
         p0 = torch.softmax(model.logits(h[0, -1]), -1)
     assert probes[0][0][0] == p0.argmax().item() and abs(probes[0][0][1] - p0.max().item()) < 1e-5
+
+
+def test_tiny_model_overfits_prosqa_at_stage_2():
+    """Eight ProsQA examples at stage 2 (two thoughts in place of two steps): 100 AdamW
+    steps take the loss from ln(vocab) = 5.8 to below 0.05 (measured: 0.014). A model
+    that knows only the sentence template ('Every', ' is', ' a', '.', '###') but not
+    which concepts fill it plateaus near 1.0 on this layout, so this threshold needs the
+    content tokens right, through the thought passes and their backward."""
+    import prosqa_gen
+    import data
+    recs = [prosqa_gen.generate_example(random.Random(i)) for i in range(8)]
+    enc = data.get_encoding("words", recs)
+    sp = data.special_ids(enc)
+    rows = [layout(data.tokenize(enc, r), sp, "coconut", 2) for r in recs]
+    batch = collate([r[0] for r in rows], sp, [r[1] for r in rows])
+    assert batch.latent.sum(1).tolist() == [2] * 8
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=384, vocab_size=enc.n_vocab, n_layer=2, n_head=2, n_embd=64))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(100):
+        loss = coconut.forward(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05

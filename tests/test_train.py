@@ -149,3 +149,34 @@ def test_bad_input_is_one_clear_line_and_keeps_checkpoints(data_dir, tmp_path, c
     before["stage0.pt"] = digest(out / "stage0.pt")
     expect_error(capsys, base + ["--stage", "1"], "stage0.pt: not a readable checkpoint")
     assert {f: digest(out / f) for f in os.listdir(out)} == before
+
+
+def test_pretrained_path_with_gpt2_tokenizer(data_dir, tmp_path):
+    """--model gpt2 --init FILE: GPT-2-format weights (the real 50257-token vocabulary, a
+    tiny body) load, gain the 4 new tokens as copies of '<<', and train a stage with
+    GPT-2's BPE; the checkpoint restores the same tokenizer."""
+    import tiktoken
+    try:
+        tiktoken.get_encoding("r50k_base")
+    except Exception as e:
+        pytest.skip(f"GPT-2's BPE ranks are not in tiktoken's cache and cannot be downloaded ({type(e).__name__})")
+    from model import GPT, GPTConfig
+    from test_model import hub_layout, write_safetensors
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(block_size=1024, vocab_size=50257, n_layer=1, n_head=1, n_embd=16))
+    weights = tmp_path / "model.safetensors"
+    write_safetensors(weights, hub_layout(gpt))
+    argv = ["--data-dir", data_dir, "--out", str(tmp_path / "run"), "--model", "gpt2", "--init", str(weights),
+            "--stage", "0", "--epochs-per-stage", "1", "--final-epochs", "1", "--grad-accum", "1", "--batch-size", "8",
+            "--eval-n", "4", "--max-new-tokens", "8", "--threads", "1"]
+    import data
+    enc = data.get_encoding("gpt2")
+    model = train.new_model(train.parse_args(argv), enc)
+    wte, src = model.transformer.wte.weight, data.encode(enc, "<<")
+    assert model.config.vocab_size == 50261 and len(src) == 1
+    assert torch.equal(wte[:50257], gpt.transformer.wte.weight[:50257])
+    assert all(torch.equal(wte[50257 + i], wte[src[0]]) for i in range(4))
+    train.main(argv)
+    model, ckpt = load_checkpoint(str(tmp_path / "run" / "stage0.pt"))
+    assert model.config.vocab_size == 50261 and ckpt["meta"]["tokenizer"] == {"name": "gpt2"}
+    assert not torch.equal(model.transformer.h[0].mlp.c_fc.weight, gpt.transformer.h[0].mlp.c_fc.weight)  # it trained

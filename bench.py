@@ -134,7 +134,8 @@ def main(argv=None):
 
     # 2. generation with the last stage's thoughts: batched against one by one
     plan = coconut.inference_plan(vars(args), last)
-    prompts = [coconut.prompt_of(*coconut.layout(ex, sp, **plan)) for _, ex in splits["valid"][:ours.questions]]
+    prompts = sorted((coconut.prompt_of(*coconut.layout(ex, sp, **plan)) for _, ex in splits["valid"][:ours.questions]),
+                     key=len)  # batched by length, as coconut.evaluate does
     model.eval()
     # no early stop: every row generates gen_tokens tokens, so both ways do the same work
     batched, single = time_generation(model, prompts, sp, args.batch_size, ours.gen_tokens, device)

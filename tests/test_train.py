@@ -155,11 +155,8 @@ def test_pretrained_path_with_gpt2_tokenizer(data_dir, tmp_path):
     """--model gpt2 --init FILE: GPT-2-format weights (the real 50257-token vocabulary, a
     tiny body) load, gain the 4 new tokens as copies of '<<', and train a stage with
     GPT-2's BPE; the checkpoint restores the same tokenizer."""
-    import tiktoken
-    try:
-        tiktoken.get_encoding("r50k_base")
-    except Exception as e:
-        pytest.skip(f"GPT-2's BPE ranks are not in tiktoken's cache and cannot be downloaded ({type(e).__name__})")
+    from test_data import gpt2_or_skip
+    enc = gpt2_or_skip()
     from model import GPT, GPTConfig
     from test_model import hub_layout, write_safetensors
     torch.manual_seed(0)
@@ -170,7 +167,6 @@ def test_pretrained_path_with_gpt2_tokenizer(data_dir, tmp_path):
             "--stage", "0", "--epochs-per-stage", "1", "--final-epochs", "1", "--grad-accum", "1", "--batch-size", "8",
             "--eval-n", "4", "--max-new-tokens", "8", "--threads", "1"]
     import data
-    enc = data.get_encoding("gpt2")
     model = train.new_model(train.parse_args(argv), enc)
     wte, src = model.transformer.wte.weight, data.encode(enc, "<<")
     assert model.config.vocab_size == 50261 and len(src) == 1

@@ -33,9 +33,10 @@ def digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def test_curriculum_end_to_end(data_dir, tmp_path):
-    """--stage 0..2 writes one checkpoint per stage, latest.pt and summary.json, and a
-    stage checkpoint holds the model, tokenizer, config and resolved arguments."""
+def test_curriculum_end_to_end(data_dir, tmp_path, capsys):
+    """--stage 0..2 writes one checkpoint per stage, latest.pt and summary.json; a stage
+    checkpoint holds the model, tokenizer, config and resolved arguments; and
+    sample.py --eval on it reproduces the summary's test accuracy and tokens."""
     out = tmp_path / "run"
     history = run(data_dir, out, "--stage", "0..2")
     assert [h["stage"] for h in history] == [0, 1, 2]
@@ -48,6 +49,13 @@ def test_curriculum_end_to_end(data_dir, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert [r["stage"] for r in summary["stages"]] == [0, 1, 2]
     assert 0.0 <= summary["test_acc"] <= 1.0 and summary["test_tokens"] > 0
+    # sample.py --eval reads the run and scores the test split exactly as train.py did
+    import sample
+    capsys.readouterr()
+    sample.main(["--ckpt", str(out / "stage2.pt"), "--eval", "--max-new-tokens", "24"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"prosqa test: accuracy {100 * summary['test_acc']:.1f}% ") and \
+        f"{summary['test_tokens']:.1f} tokens/question" in line, line
 
 
 def weights(path):

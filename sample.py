@@ -21,38 +21,27 @@ import argparse
 import os
 import textwrap
 import time
-from collections import deque
 
 import coconut
 from data import encode, encoding_from_state, extract_answer, load_split, special_ids, tokenize
 from model import load_checkpoint, pick_device
+from prosqa_gen import shortest_paths
 
 THOUGHTLESS = ("cot", "no-cot")  # methods whose prompt never holds thoughts: --latent does not apply
 
 # ----------------------------------------------------------------------------- ProsQA graphs
 
 
-def bfs(adj, source):
-    """Shortest distance (in edges) from source to every node it reaches."""
-    dist, queue = {source: 0}, deque([source])
-    while queue:
-        u = queue.popleft()
-        for v in adj.get(u, ()):
-            if v not in dist:
-                dist[v] = dist[u] + 1
-                queue.append(v)
-    return dist
-
-
 def graph_marks(edges, root, target):
     """{node: depth} for every node reachable from root (1 = child, 2 = grandchild, ...;
     root itself left out), and the set of nodes on some shortest root -> target path
     (target included): v lies on one exactly when d(root, v) + d(v, target) = d(root, target)."""
-    down, up = {}, {}
+    n = 1 + max([root, target, *(x for e in edges for x in e)])
+    down, up = [[] for _ in range(n)], [[] for _ in range(n)]
     for u, v in edges:
-        down.setdefault(u, []).append(v)
-        up.setdefault(v, []).append(u)
-    depth, to_target = bfs(down, root), bfs(up, target)
+        down[u].append(v)
+        up[v].append(u)
+    (depth, _), (to_target, _) = shortest_paths(down, root), shortest_paths(up, target)
     far = len(edges) + 1  # longer than any path: nodes that cannot reach the target
     on_path = {v for v, d in depth.items() if v != root and d + to_target.get(v, far) == depth.get(target)}
     return {v: d for v, d in depth.items() if v != root}, on_path

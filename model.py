@@ -325,12 +325,7 @@ class GPT(nn.Module):
         every name and shape."""
         ours = {k.removeprefix("transformer."): v for k, v in self.state_dict().items()
                 if k != "lm_head.weight"}
-        missing = sorted(set(ours) - set(sd))
-        if missing:
-            raise ValueError(f"{path}: missing tensor '{missing[0]}' ({len(missing)} missing)")
-        unexpected = sorted(set(sd) - set(ours))
-        if unexpected:
-            raise ValueError(f"{path}: unexpected tensor '{unexpected[0]}'")
+        check_tensor_names(path, ours, sd)
         with torch.no_grad():
             for k, dst in ours.items():
                 src = sd[k]
@@ -344,6 +339,15 @@ class GPT(nn.Module):
                 if src.shape != dst.shape:
                     raise ValueError(f"{path}: tensor '{k}' has shape {tuple(src.shape)}, expected {tuple(dst.shape)}")
                 dst.copy_(src)
+
+
+def check_tensor_names(path, expected, found):
+    """One-line error naming the first tensor missing from, or unexpected in, a weights file."""
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing:
+        raise ValueError(f"{path}: missing tensor '{missing[0]}' ({len(missing)} missing)")
+    if unexpected:
+        raise ValueError(f"{path}: unexpected tensor '{unexpected[0]}'")
 
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -464,13 +468,9 @@ def load_checkpoint(path, device="cpu"):
     except TypeError as e:
         raise ValueError(f"{path}: bad model config in checkpoint ({e})") from None
     ours = model.state_dict()
+    check_tensor_names(path, ours, ckpt["model"])
     for k, v in ckpt["model"].items():
-        if k not in ours:
-            raise ValueError(f"{path}: unexpected tensor '{k}' for this model")
         if v.shape != ours[k].shape:
             raise ValueError(f"{path}: tensor '{k}' has shape {tuple(v.shape)}, config says {tuple(ours[k].shape)}")
-    missing = sorted(set(ours) - set(ckpt["model"]))
-    if missing:
-        raise ValueError(f"{path}: missing tensor '{missing[0]}'")
     model.load_state_dict(ckpt["model"])
     return model.to(device), ckpt

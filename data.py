@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import tiktoken
 
+import prosqa_gen  # creates missing ProsQA files; also the one atomic JSON writer
+
 BOT = "<|start-latent|>"  # opens the continuous thoughts
 LATENT = "<|latent|>"  # placeholder whose embedding becomes a continuous thought
 EOT = "<|end-latent|>"  # closes the continuous thoughts
@@ -96,8 +98,6 @@ def ensure_prosqa(data_dir: str) -> None:
     """ProsQA is synthetic: generate the three files (seed 0) if any of them is missing."""
     if all(os.path.exists(os.path.join(data_dir, f"prosqa_{s}.json")) for s in SPLITS):
         return
-    import prosqa_gen  # imported here so that data.py stays importable on its own
-
     print(f"ProsQA files missing in {data_dir}/, generating them with prosqa_gen.py (seed 0)")
     prosqa_gen.write_splits(out_dir=data_dir, seed=0)
 
@@ -335,15 +335,6 @@ def download(url: str, path: str) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: str, obj) -> None:
-    """Write atomically, so an interrupted run never leaves a half-written split behind."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False)
-    os.replace(tmp, path)
-
-
 def prepare(dataset: str, data_dir: str = "data", raw_dir: str | None = None) -> dict[str, int]:
     """Convert the raw files of gsm8k or prontoqa into data/<dataset>_<split>.json.
     Without raw_dir they are downloaded to data/raw/<dataset>/ first. Returns records per split."""
@@ -355,7 +346,7 @@ def prepare(dataset: str, data_dir: str = "data", raw_dir: str | None = None) ->
             download(url, os.path.join(raw_dir, name))
     splits = convert(dataset, raw_dir)
     for split, records in splits.items():
-        write_json(os.path.join(data_dir, f"{dataset}_{split}.json"), records)
+        prosqa_gen.write_json_atomic(os.path.join(data_dir, f"{dataset}_{split}.json"), records)
     return {split: len(records) for split, records in splits.items()}
 
 

@@ -279,12 +279,13 @@ def format_table(summary):
 # files
 
 
-def write_json_atomic(path, obj):
+def write_json_atomic(path, obj, indent=None):
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, ensure_ascii=False, indent=indent)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; data files are for everyone
         os.replace(tmp, path)
     except BaseException:

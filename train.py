@@ -14,7 +14,6 @@ Each stage starts a fresh optimizer (the paper resets it), ends with a checkpoin
 """
 
 import argparse
-import json
 import math
 import os
 import random
@@ -28,6 +27,7 @@ import torch.nn as nn
 import coconut
 import data
 from model import GPT, GPTConfig, load_checkpoint, pick_device, save_checkpoint
+from prosqa_gen import write_json_atomic
 
 # Model presets; every field is also a flag, and a flag given on the command line wins.
 PRESETS = {
@@ -337,9 +337,7 @@ def train(args):
                               max_new_tokens=args.max_new_tokens)
         summary = summarize(history)
         result = {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}
-        with open(os.path.join(args.out, "summary.json.tmp"), "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(os.path.join(args.out, "summary.json.tmp"), os.path.join(args.out, "summary.json"))
+        write_json_atomic(os.path.join(args.out, "summary.json"), result, indent=1)
         log(format_summary(summary))
         log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
     if ddp:

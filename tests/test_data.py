@@ -2,8 +2,6 @@
 
 import json
 import os
-import sys
-import types
 
 import pytest
 import tiktoken
@@ -222,7 +220,7 @@ def test_missing_prosqa_is_generated_once(tmp_path, monkeypatch):
             write(os.path.join(out_dir, f"prosqa_{split}.json"), json.dumps(PROSQA_LIKE))
         return {}
 
-    monkeypatch.setitem(sys.modules, "prosqa_gen", types.SimpleNamespace(write_splits=write_splits))
+    monkeypatch.setattr(data.prosqa_gen, "write_splits", write_splits)
     write(tmp_path / "prosqa_train.json", "[]")  # one file present is not enough
     assert data.load_split("prosqa", "valid", str(tmp_path)) == PROSQA_LIKE
     assert data.load_split("prosqa", "train", str(tmp_path)) == PROSQA_LIKE

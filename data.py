@@ -64,12 +64,16 @@ def load_split(dataset: str, split: str, data_dir: str = "data") -> list[dict]:
         hint = f"; create it with: python data.py prepare {dataset}" if dataset in SOURCES else ""
         raise DataError(f"{path}: file not found{hint}")
     with open(path, encoding="utf-8") as f:
-        try:
-            records = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        records = parse_json(f.read(), path)
     check_records(records, path)
     return records
+
+
+def parse_json(text: str, path: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
 
 def check_records(records, source: str) -> None:
@@ -303,11 +307,7 @@ def convert(dataset: str, raw_dir: str) -> dict[str, list[dict]]:
         return {s: gsm8k_from_lines(read_raw(dataset, raw_dir, f"{s}.txt").splitlines(),
                                     source=os.path.join(raw_dir, f"{s}.txt")) for s in SPLITS}
     path = os.path.join(raw_dir, "5hop_0shot_random.json")
-    try:
-        obj = json.loads(read_raw(dataset, raw_dir, "5hop_0shot_random.json"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    records = prontoqa_from_json(obj, path)
+    records = prontoqa_from_json(parse_json(read_raw(dataset, raw_dir, "5hop_0shot_random.json"), path), path)
     n_train, n_valid, _ = split_sizes(len(records))
     return {"train": records[:n_train], "valid": records[n_train:n_train + n_valid],
             "test": records[n_train + n_valid:]}

@@ -38,6 +38,7 @@ class GPTConfig:
     dropout: float = 0.0  # 0 for fine-tuning and for all of Coconut's recipes
     bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm
     ln_eps: float = 1e-5  # GPT-2's layer-norm epsilon
+    pos_emb: str = "learned"  # "learned": GPT-2's absolute table wpe; "rope": rotary (relative) positions
 
     @property
     def padded_vocab_size(self):
@@ -89,6 +90,25 @@ class KVCache:
         self.pos += T
 
 
+def rotary(pos, head_size, base=10000.0):
+    """cos, sin (B, 1, T, hs/2) of the angles pos * base^(-2i/hs) for rotary positions.
+
+    Rotating query and key pairs by an angle proportional to their position makes
+    q.k depend on positions only through their difference: attention "three tokens
+    back" is one pattern everywhere, instead of one per absolute position.
+    """
+    inv_freq = base ** (-torch.arange(0, head_size, 2, device=pos.device, dtype=torch.float32) / head_size)
+    angles = pos[..., None].float() * inv_freq  # (B, T, hs/2)
+    return angles.cos()[:, None], angles.sin()[:, None]
+
+
+def rotate(x, rope):
+    """Rotate the (first half, second half) coordinate pairs of x (B, nh, T, hs)."""
+    cos, sin = (t.to(x.dtype) for t in rope)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -97,10 +117,12 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
 
-    def forward(self, x, attn_mask, cache=None, layer=0):
+    def forward(self, x, attn_mask, cache=None, layer=0, rope=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if rope is not None:  # keys are cached rotated: a key's angle depends only on its own position
+            q, k = rotate(q, rope), rotate(k, rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nh, T_past + T, hs)
         drop = self.dropout if self.training else 0.0
@@ -130,8 +152,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.ln_eps, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, attn_mask, cache=None, layer=0):
-        x = x + self.attn(self.ln_1(x), attn_mask, cache, layer)
+    def forward(self, x, attn_mask, cache=None, layer=0, rope=None):
+        x = x + self.attn(self.ln_1(x), attn_mask, cache, layer, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -155,14 +177,17 @@ def attention_mask(T_new, T_past, key_mask, device):
 class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
+        assert config.pos_emb in ("learned", "rope"), f"pos_emb must be 'learned' or 'rope', not {config.pos_emb!r}"
+        assert config.pos_emb == "learned" or (config.n_embd // config.n_head) % 2 == 0, "rope needs an even head size"
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, eps=config.ln_eps, bias=config.bias),
         ))
+        if config.pos_emb == "learned":
+            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
         self.apply(self._init_weights)
@@ -179,7 +204,8 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self):
-        return sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()
+        wpe = self.transformer.wpe.weight.numel() if "wpe" in self.transformer else 0
+        return sum(p.numel() for p in self.parameters()) - wpe
 
     def embed(self, idx):
         return self.transformer.wte(idx)
@@ -209,12 +235,17 @@ class GPT(nn.Module):
             f"sequence of {T_past + T} positions exceeds block_size {self.config.block_size}"
         if pos is None:
             pos = torch.arange(T_past, T_past + T, device=x.device).unsqueeze(0)
-        x = self.transformer.drop(x + self.transformer.wpe(pos))
+        rope = None
+        if self.config.pos_emb == "learned":
+            x = x + self.transformer.wpe(pos)
+        else:
+            rope = rotary(pos, self.config.n_embd // self.config.n_head)
+        x = self.transformer.drop(x)
         mask = None
         if key_mask is not None or T_past > 0:
             mask = attention_mask(T, T_past, key_mask, x.device)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, mask, cache, i)
+            x = block(x, mask, cache, i, rope)
         if cache is not None:
             cache.advance(T)
         h = self.transformer.ln_f(x)

@@ -103,10 +103,11 @@ def mixed_batch():
     return collate([s for s, _ in seqs], SP, [lab for _, lab in seqs])
 
 
-def test_fast_forward_equals_reference_loss_and_gradients():
+@pytest.mark.parametrize("pos_emb", ["learned", "rope"])
+def test_fast_forward_equals_reference_loss_and_gradients(pos_emb):
     """The KV-cached thought loop gives the reference's loss (< 1e-5) and gradients on
     every parameter (< 1e-4), for rows with different lengths and thought counts."""
-    model = tiny()
+    model = tiny(pos_emb=pos_emb)
     batch = mixed_batch()
     assert sorted(batch.latent.sum(1).tolist()) == [0, 1, 2, 3]
     grads = []
@@ -153,11 +154,12 @@ def naive_generate(model, prompt, max_new):
     return out
 
 
-@pytest.mark.parametrize("k", [0, 3])
-def test_batched_generation_equals_one_by_one(k):
+@pytest.mark.parametrize("k, pos_emb, seed", [(0, "learned", 3), (3, "learned", 3), (3, "rope", 7)])
+def test_batched_generation_equals_one_by_one(k, pos_emb, seed):
     """Batched generation with k thoughts gives, token for token, what each row gives
-    alone and what the uncached naive loop gives; rows finish independently."""
-    model = tiny(seed=3).eval()
+    alone and what the uncached naive loop gives; rows finish independently (the seed
+    picks a random model whose rows do stop at different lengths)."""
+    model = tiny(seed=seed, pos_emb=pos_emb).eval()
     with torch.no_grad():  # make eos likely so that rows stop at different times
         model.lm_head.weight[SP.eos] *= 4
     g = torch.Generator().manual_seed(0)

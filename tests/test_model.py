@@ -19,10 +19,14 @@ def tiny(seed=0, **kw):
     return GPT(GPTConfig(**cfg)).eval()
 
 
-def test_cached_forward_in_chunks_equals_full_forward():
+POS = pytest.mark.parametrize("pos_emb", ["learned", "rope"])
+
+
+@POS
+def test_cached_forward_in_chunks_equals_full_forward(pos_emb):
     """Guards the KV cache and the end-aligned causal mask: chunks of 1, 3 and the rest
     must give the full forward's hidden states and logits."""
-    model = tiny()
+    model = tiny(pos_emb=pos_emb)
     idx = torch.randint(0, 77, (2, 20))
     with torch.no_grad():
         h_full, l_full = model(idx)
@@ -46,10 +50,11 @@ def test_embeddings_path_equals_token_path():
     assert torch.equal(h1, h2) and torch.equal(l1, l2)
 
 
-def test_left_padded_row_equals_unpadded_row():
+@POS
+def test_left_padded_row_equals_unpadded_row(pos_emb):
     """Batches are left-padded: with its key mask and position ids, a padded row gives
     the same outputs as the row alone, also when decoded further with the cache."""
-    model = tiny()
+    model = tiny(pos_emb=pos_emb)
     short, pad = torch.randint(0, 77, (1, 7)), 5
     padded = torch.cat([torch.zeros(1, pad, dtype=torch.long), short], 1)
     key_mask = torch.cat([torch.zeros(1, pad, dtype=torch.bool), torch.ones(1, 7, dtype=torch.bool)], 1)
@@ -64,6 +69,20 @@ def test_left_padded_row_equals_unpadded_row():
         key_mask = torch.cat([key_mask, torch.ones(1, 1, dtype=torch.bool)], 1)
         h1, l1 = model(nxt, pos=torch.tensor([[7]]), key_mask=key_mask, cache=cache)
         assert (l1[:, 0] - l_ref[:, 7]).abs().max() < 1e-5
+
+
+def test_rotary_positions_are_relative():
+    """With rotary positions, shifting every position id by the same amount changes
+    nothing (attention sees only offsets), and the model has no position table."""
+    model = tiny(pos_emb="rope")
+    assert "wpe" not in model.transformer
+    idx = torch.randint(0, 77, (2, 12))
+    with torch.no_grad():
+        _, ref = model(idx)
+        _, shifted = model(idx, pos=torch.arange(30, 42).expand(2, 12))
+        _, learned = tiny(pos_emb="learned")(idx, pos=torch.arange(30, 42).expand(2, 12))
+    assert (shifted - ref).abs().max() < 1e-4
+    assert (learned - tiny(pos_emb="learned")(idx)[1]).abs().max() > 1e-2  # absolute positions do matter
 
 
 def test_logits_only_where_asked():
@@ -95,9 +114,10 @@ def test_resize_vocab_copies_embeddings_and_keeps_old_logits():
     assert after.shape[-1] == 70 and torch.allclose(after[..., :60], before, atol=1e-6)
 
 
-def test_generate_greedy_matches_uncached_argmax():
+@POS
+def test_generate_greedy_matches_uncached_argmax(pos_emb):
     """generate() with the cache equals re-running the whole prefix each step."""
-    model = tiny()
+    model = tiny(pos_emb=pos_emb)
     idx = torch.randint(0, 77, (2, 5))
     out = model.generate(idx, 8, temperature=0)
     seq = idx

@@ -177,8 +177,10 @@ def attention_mask(T_new, T_past, key_mask, device):
 class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
-        assert config.pos_emb in ("learned", "rope"), f"pos_emb must be 'learned' or 'rope', not {config.pos_emb!r}"
-        assert config.pos_emb == "learned" or (config.n_embd // config.n_head) % 2 == 0, "rope needs an even head size"
+        if config.pos_emb not in ("learned", "rope"):
+            raise ValueError(f"pos_emb must be 'learned' or 'rope', not {config.pos_emb!r}")
+        if config.pos_emb == "rope" and (config.n_embd // config.n_head) % 2:
+            raise ValueError(f"rotary positions need an even head size, not {config.n_embd // config.n_head}")
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
@@ -496,7 +498,7 @@ def load_checkpoint(path, device="cpu"):
         raise ValueError(f"{path}: not a nanoCoconut checkpoint (expected keys model, config, meta)")
     try:
         model = GPT(GPTConfig(**ckpt["config"]))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad model config in checkpoint ({e})") from None
     ours = model.state_dict()
     check_tensor_names(path, ours, ckpt["model"])

@@ -7,7 +7,7 @@ import struct
 import pytest
 import torch
 
-from model import GPT, GPTConfig, read_safetensors
+from model import GPT, GPTConfig, load_checkpoint, read_safetensors, save_checkpoint
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "tiny_gpt2")
 
@@ -83,6 +83,21 @@ def test_rotary_positions_are_relative():
         _, learned = tiny(pos_emb="learned")(idx, pos=torch.arange(30, 42).expand(2, 12))
     assert (shifted - ref).abs().max() < 1e-4
     assert (learned - tiny(pos_emb="learned")(idx)[1]).abs().max() > 1e-2  # absolute positions do matter
+
+
+def test_rotary_checkpoint_round_trip_and_bad_config(tmp_path):
+    """A rotary model saves and loads to identical logits; a checkpoint whose config names
+    an unknown position scheme is a one-line error naming the file, not a traceback."""
+    model, path = tiny(pos_emb="rope"), str(tmp_path / "m.pt")
+    save_checkpoint(path, model, {})
+    loaded, ckpt = load_checkpoint(path)
+    idx = torch.randint(0, 77, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(model(idx)[1], loaded.eval()(idx)[1])
+    ckpt["config"]["pos_emb"] = "alibi"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match=r"m\.pt: bad model config in checkpoint \(pos_emb must be 'learned' or 'rope'"):
+        load_checkpoint(path)
 
 
 def test_logits_only_where_asked():

@@ -181,7 +181,7 @@ def new_model(args, enc):
 def check_same_model(path, ckpt, args):
     """A run continues only from a checkpoint of the same model and method."""
     old = ckpt["meta"]["args"]
-    for k in ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd"):
+    for k in ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb"):
         if old.get(k) != getattr(args, k):
             raise ValueError(f"{path}: checkpoint from a different run ({k}={old.get(k)!r}, asked for {getattr(args, k)!r})")
 

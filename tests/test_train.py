@@ -131,8 +131,8 @@ def expect_error(capsys, argv, message):
 
 def test_bad_input_is_one_clear_line_and_keeps_checkpoints(data_dir, tmp_path, capsys):
     """Missing data, malformed record, a too-long question, a checkpoint of another
-    model, an impossible stage range, a missing predecessor: one line each, exit 2,
-    and no saved checkpoint changes."""
+    model, an impossible stage range, a missing predecessor, GPT-2 weights for a rotary
+    model: one line each, exit 2, and no saved checkpoint changes."""
     out = tmp_path / "run"
     run(data_dir, out, "--stage", "0")
     before = {f: digest(out / f) for f in os.listdir(out)}
@@ -144,6 +144,9 @@ def test_bad_input_is_one_clear_line_and_keeps_checkpoints(data_dir, tmp_path, c
     expect_error(capsys, base + ["--stage", "1", "--n-embd", "64"], "checkpoint from a different run (n_embd=32")
     expect_error(capsys, base + ["--stage", "0"], "already holds stage checkpoints")
     expect_error(capsys, base + ["--stage", "1", "--block-size", "64"], "exceed the model's context of 64")
+    expect_error(capsys, base + ["--stage", "1", "--pos-emb", "learned"], "checkpoint from a different run (pos_emb='rope'")
+    expect_error(capsys, base + ["--out", str(tmp_path / "z"), "--init", str(tmp_path / "model.safetensors")],
+                 "GPT-2 weights need --tokenizer gpt2 and --pos-emb learned")
     expect_error(capsys, ["--data-dir", str(tmp_path), "--dataset", "gsm8k", "--out", str(tmp_path / "x")],
                  "gsm8k_train.json")
 

@@ -68,21 +68,25 @@ def bar(p, width=4):
 
 
 def search_table(rec, probs, enc, top=3):
-    """One row per concept reachable from the person (by depth, then name), one column
-    per thought count k; the `top` most likely concepts of a column get a bar. A concept
-    is scored by its first token (one token per concept with the words vocabulary)."""
+    """One row per concept reachable from the person (by depth, then name), then the
+    decoy (the other concept offered, never reachable; depth '-'), one column per thought
+    count k; the `top` most likely concepts of a column get a bar. A concept is scored by
+    its first token (one token per concept with the words vocabulary)."""
     names = rec["idx_to_symbol"]
     depth, on_path = graph_marks(rec["edges"], rec["root"], rec["target"])
     rows = sorted(depth, key=lambda v: (depth[v], names[v]))
+    decoy = rec.get("neg_target")
+    if decoy is not None and decoy not in depth:
+        rows.append(decoy)
     first = {v: encode(enc, " " + names[v])[0] for v in rows}
     cols = [[p[first[v]].item() for v in rows] for p in probs]  # cols[k][row]
     tops = [set(sorted(range(len(rows)), key=lambda r: -c[r])[:top]) for c in cols]
     w = max([len(names[v]) for v in rows] + [7])
     lines = [f"latent search: P(concept) after '### {names[rec['root']]} is a' with k thoughts "
-             f"(depth 1 = child, * = on a shortest path, T = target)",
+             f"(depth 1 = child, * = on a shortest path, T = target, D = the decoy offered)",
              (f"  {'depth':<6}{'concept':<{w}}" + "".join(f"  {'k=' + str(k):<9}" for k in range(len(probs)))).rstrip()]
     for r, v in enumerate(rows):
-        mark = f"{depth[v]} {'*' if v in on_path else ' '}{'T' if v == rec['target'] else ' '}"
+        mark = "- D " if v not in depth else f"{depth[v]} {'*' if v in on_path else ' '}{'T' if v == rec['target'] else ' '}"
         cells = "".join(f"  {c[r]:4.2f} {bar(c[r]) if r in t else '':<4}" for c, t in zip(cols, tops))
         lines.append(f"  {mark:<6}{names[v]:<{w}}{cells}".rstrip())
     return "\n".join(lines)

@@ -106,8 +106,9 @@ def test_graph_marks_small_graph():
 
 
 def test_search_table_rows_and_bars(run):
-    """The table lists exactly the reachable concepts, by depth then name, with columns k=0..K,
-    marks depth / * / T, and puts a bar on a concept that gets the probability mass."""
+    """The table lists exactly the reachable concepts, by depth then name, then the decoy,
+    with columns k=0..K, marks depth / * / T / D, and puts a bar on a concept that gets
+    the probability mass."""
     enc, rec = run["enc"], run["records"]["test"][0]
     names = rec["idx_to_symbol"]
     depth, on_path = sample.graph_marks(rec["edges"], rec["root"], rec["target"])
@@ -118,7 +119,8 @@ def test_search_table_rows_and_bars(run):
     assert lines[1].split()[2:] == ["k=0", "k=1", "k=2"]
     rows = [l.split() for l in lines[2:]]
     got = [next(w for w in r if w in names) for r in rows]
-    assert got == [names[v] for v in sorted(depth, key=lambda v: (depth[v], names[v]))]
+    assert got == [names[v] for v in sorted(depth, key=lambda v: (depth[v], names[v]))] + [names[rec["neg_target"]]]
+    assert rows[-1][:3] == ["-", "D", names[rec["neg_target"]]]
     for r, v in zip(rows, sorted(depth, key=lambda v: (depth[v], names[v]))):
         assert int(r[0]) == depth[v]
         assert ("*" in "".join(r[:2])) == (v in on_path) and ("T" in "".join(r[:2])) == (v == rec["target"])
@@ -135,7 +137,8 @@ def test_search_view_in_output(run, capsys):
     assert table[0].split()[2:] == ["k=0", "k=1", "k=2"]
     depth, _ = sample.graph_marks(rec["edges"], rec["root"], rec["target"])
     names = rec["idx_to_symbol"]
-    assert sorted(next(w for w in l.split() if w in names) for l in table[1:]) == sorted(names[v] for v in depth)
+    assert sorted(next(w for w in l.split() if w in names) for l in table[1:]) == \
+        sorted([names[v] for v in depth] + [names[rec["neg_target"]]])
 
 
 def test_search_probs_match_forced_prompt(run):

@@ -195,9 +195,10 @@ def test_learning_reaches_well_above_chance(tmp_path):
     and exact-match grading. The default 2-layer model trained through stages 0..6 on 48
     generated questions must answer those questions far above chance. Chance is 50%: a
     model that copies the person and names one of the two concepts offered at random; an
-    untrained one scores 0%. Measured with one thread: 100% (48/48) with seed 0 and 90%
-    with seed 1, ~50 s while the machine was busy; 81% with 10 epochs a stage and 56% with
-    8. This scores the training questions: held-out accuracy needs the full run."""
+    untrained one scores 0%. Measured with one thread on a busy machine: 100% (48/48) with
+    seed 0 and 90% with seed 1; 81% with 10 epochs a stage and 56% with 8. Alone on 2
+    cores it takes 20 s. This scores the training questions: held-out accuracy needs the
+    full run."""
     prosqa_gen.write_splits(str(tmp_path), seed=3, n_train=48, n_valid=4, n_test=4, quiet=True)
     (tmp_path / "prosqa_test.json").write_text((tmp_path / "prosqa_train.json").read_text())
     train.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--n-embd", "64", "--batch-size", "8",

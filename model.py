@@ -41,6 +41,10 @@ class GPTConfig:
     pos_emb: str = "learned"  # "learned": GPT-2's absolute table wpe; "rope": rotary (relative) positions
 
     @property
+    def head_size(self):
+        return self.n_embd // self.n_head
+
+    @property
     def padded_vocab_size(self):
         # a multiple of 64 keeps the LM-head matmul on fast kernel shapes; rows past
         # vocab_size exist in wte but their logits are sliced off, so never predicted
@@ -179,8 +183,8 @@ class GPT(nn.Module):
         super().__init__()
         if config.pos_emb not in ("learned", "rope"):
             raise ValueError(f"pos_emb must be 'learned' or 'rope', not {config.pos_emb!r}")
-        if config.pos_emb == "rope" and (config.n_embd // config.n_head) % 2:
-            raise ValueError(f"rotary positions need an even head size, not {config.n_embd // config.n_head}")
+        if config.pos_emb == "rope" and config.head_size % 2:
+            raise ValueError(f"rotary positions need an even head size, not {config.head_size}")
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
@@ -206,7 +210,7 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self):
-        wpe = self.transformer.wpe.weight.numel() if "wpe" in self.transformer else 0
+        wpe = self.transformer.wpe.weight.numel() if self.config.pos_emb == "learned" else 0
         return sum(p.numel() for p in self.parameters()) - wpe
 
     def embed(self, idx):
@@ -241,7 +245,7 @@ class GPT(nn.Module):
         if self.config.pos_emb == "learned":
             x = x + self.transformer.wpe(pos)
         else:
-            rope = rotary(pos, self.config.n_embd // self.config.n_head)
+            rope = rotary(pos, self.config.head_size)
         x = self.transformer.drop(x)
         mask = None
         if key_mask is not None or T_past > 0:
@@ -261,7 +265,7 @@ class GPT(nn.Module):
     def new_cache(self, batch_size, max_len, device=None, dtype=None):
         c = self.config
         p = self.lm_head.weight
-        return KVCache(c.n_layer, max_len, batch_size, c.n_head, c.n_embd // c.n_head,
+        return KVCache(c.n_layer, max_len, batch_size, c.n_head, c.head_size,
                        device or p.device, dtype or p.dtype)
 
     def resize_vocab(self, new_vocab_size, init_from):

@@ -8,6 +8,8 @@ asking which of two concepts a person belongs to. The files use the released sch
 
     python prosqa_gen.py                      # data/prosqa_{train,valid,test}.json
     python prosqa_gen.py --out /tmp/pq --seed 1 --n-train 2000
+    python prosqa_gen.py --dataset prosqa-small          # the laptop-scale set (SIZES below)
+    python prosqa_gen.py --nodes 9..12 --steps 2:1,3:1 --name mine   # any difficulty
 
 One rendered example (the first test example for seed 0, question shortened):
     question: Every lempus is a boompus. Polly is a lempus. ... Every felpus is a
@@ -18,12 +20,12 @@ One rendered example (the first test example for seed 0, question shortened):
 
 The appendix leaves some constants open. The choices below make the printed table match
 the paper's statistics (nodes, edges, in-degrees, people, steps, shortest paths):
-- each graph is built with a uniform 19..27 nodes (NODES_RANGE);
+- each graph is built with a uniform 19..27 nodes (Difficulty.nodes);
 - a new node is a new person with probability 0.05 (PERSON_RATE); otherwise its parent
   count is Poisson(1.5) redrawn until positive, capped by how many nodes it may choose;
 - a new person that never gets a child is dropped (it would appear in no sentence);
 - depth is the longest chain from a person; parents are weighted depth * 1.5 + 1;
-- the number of steps is drawn first (3/4/5/6 with 41/44/13/2%), and graphs are redrawn
+- the number of steps is drawn first (3/4/5/6 with 41/44/13/2%; Difficulty.steps), and graphs are redrawn
   until one has a usable target leaf exactly that far from the person;
 - the person asked about sits at index 0 or 1 with equal chance (the released example
   asks about index 1), so nothing can be read off the index alone.
@@ -33,9 +35,11 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import tempfile
 from collections import Counter, deque
+from dataclasses import dataclass
 
 PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
           "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
@@ -46,11 +50,46 @@ CONCEPTS = ["bompus", "boompus", "brimpus", "chorpus", "dumpus", "felpus", "fomp
             "timpus", "tumpus", "vumpus", "worpus", "wumpus", "yerpus", "yimpus",
             "yumpus", "zhorpus", "zumpus"]
 
-NODES_RANGE = (19, 27)  # nodes built per graph; dropped lonely people bring the mean to ~22.8
 PERSON_RATE = 0.05      # 58% of released graphs have only the two source people
 PARENTS_MEAN = 1.5      # Poisson mean for the number of parents (appendix)
-STEP_WEIGHTS = {3: 41, 4: 44, 5: 13, 6: 2}  # steps distribution of the released data
 FROM_ROOT, FROM_OTHER = 1, 2  # label bits: descends from node 0, from node 1
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the questions are: graph size and the number of reasoning steps.
+    The construction stays the same at every setting (two branches, an unreachable
+    decoy, the target exactly `steps` hops away, shuffled facts); only the size moves."""
+    nodes: tuple = (19, 27)  # nodes built per graph; dropped lonely people bring the mean to ~22.8
+    steps: tuple = ((3, 41), (4, 44), (5, 13), (6, 2))  # (steps, weight): the released data's mix
+    n_train: int = 17886
+    n_valid: int = 300
+    n_test: int = 500
+
+    def __post_init__(self):
+        lo, hi = self.nodes
+        if not 1 <= min(s for s, _ in self.steps):
+            raise ValueError(f"steps must be at least 1, got {self.steps_text()}")
+        if not lo <= hi or hi > len(PEOPLE) + len(CONCEPTS):
+            raise ValueError(f"nodes {lo}..{hi}: need lo <= hi <= {len(PEOPLE) + len(CONCEPTS)} (the names there are)")
+        # the person, the target path, the other person and its decoy leaf
+        if lo < max(s for s, _ in self.steps) + 3:
+            raise ValueError(f"nodes {lo}..{hi} cannot hold a {max(s for s, _ in self.steps)}-step path, "
+                             f"another person and a decoy: need at least steps + 3 nodes")
+        if any(w <= 0 for _, w in self.steps) or any(n < 0 for n in (self.n_train, self.n_valid, self.n_test)):
+            raise ValueError("step weights must be positive and split sizes non-negative")
+
+    def steps_text(self):
+        return ",".join(f"{s}:{w}" for s, w in self.steps)
+
+
+# Named datasets, from a tiny search problem up to the paper's (train.py --dataset NAME
+# generates them when missing). The smaller rungs keep everything but the size.
+SIZES = {
+    "prosqa": Difficulty(),
+    "prosqa-small": Difficulty(nodes=(10, 13), steps=((2, 1), (3, 1)), n_train=16000),
+    "prosqa-tiny": Difficulty(nodes=(6, 8), steps=((2, 1),), n_train=16000),
+}
 
 # -----------------------------------------------------------------------------
 # graph construction
@@ -137,11 +176,11 @@ def pick_shortest_path(rng, parents, dist, count, target):
     return path[::-1]
 
 
-def sample_graph(rng):
+def sample_graph(rng, size=Difficulty()):
     """Redraw graphs until one has a target at the drawn depth and a negative target."""
-    steps = rng.choices(list(STEP_WEIGHTS), weights=list(STEP_WEIGHTS.values()))[0]
-    while True:
-        parents, labels = build_dag(rng, rng.randint(*NODES_RANGE))
+    steps = rng.choices([s for s, _ in size.steps], weights=[w for _, w in size.steps])[0]
+    for _ in range(100_000):
+        parents, labels = build_dag(rng, rng.randint(*size.nodes))
         children = children_of(parents)
         dist, count = shortest_paths(children, 0)
         leaves = [v for v in range(len(parents)) if not children[v] and parents[v]]
@@ -150,6 +189,8 @@ def sample_graph(rng):
         if targets and negatives:
             target, neg = rng.choice(targets), rng.choice(negatives)
             return parents, target, neg, pick_shortest_path(rng, parents, dist, count, target)
+    raise ValueError(f"no {steps}-step graph among 100000 drawn with {size.nodes[0]}..{size.nodes[1]} nodes: "
+                     f"use more nodes or fewer steps")
 
 # -----------------------------------------------------------------------------
 # rendering to sentences
@@ -160,9 +201,9 @@ def sentence(names, is_person, u, v):
     return f"{names[u]} is a {names[v]}." if is_person[u] else f"Every {names[u]} is a {names[v]}."
 
 
-def generate_example(rng):
+def generate_example(rng, size=Difficulty()):
     """One ProsQA record in the released schema, drawn from a random.Random."""
-    parents, target, neg, path = sample_graph(rng)
+    parents, target, neg, path = sample_graph(rng, size)
     n = len(parents)
     # ask about index 0 or 1 (the released example uses 1); swapping two people keeps edges valid
     new = [1, 0] + list(range(2, n)) if rng.random() < 0.5 else list(range(n))
@@ -184,6 +225,19 @@ def generate_example(rng):
         "edges": edges,
         "root": root, "target": target, "neg_target": neg,
     }
+
+def reshuffle(record, rng):
+    """The same question with its facts in a new order and the two candidates redrawn in
+    order: a fresh rendering of one graph, for data augmentation (Zhu et al. 2025 redraw
+    both every epoch). Steps and answer do not change."""
+    *facts, ask = re.findall(r"[^.?]+[.?]", record["question"])
+    facts = [f.strip() for f in facts]
+    rng.shuffle(facts)
+    m = re.fullmatch(r"\s*Is (\S+) a (\S+) or (\S+)\?", ask)
+    if m is None:
+        raise ValueError(f"not a ProsQA question (no 'Is P a A or B?' at the end): {record['question'][-60:]!r}")
+    a, b = (m[2], m[3]) if rng.random() < 0.5 else (m[3], m[2])
+    return {**record, "question": " ".join(facts) + f" Is {m[1]} a {a} or {b}?"}
 
 # -----------------------------------------------------------------------------
 # statistics
@@ -237,7 +291,8 @@ def summarize(records):
         "in_degree": spread(in_degrees), "in_degree_pct": percents(in_degrees, 1, 5),
         "people_pct": percents(col("people"), 2, 6),
         "leaves": spread(col("leaves")),
-        "steps": spread(col("steps")), "steps_pct": percents(col("steps"), 3, 6),
+        "steps": spread(col("steps")), "steps_pct": percents(col("steps"), min(col("steps")), max(col("steps"))),
+        "steps_range": (min(col("steps")), max(col("steps"))),
         "shortest_paths": spread(col("shortest_paths")),
         "shortest_paths_pct": percents(col("shortest_paths"), 1, 4),
         "reachable": spread(col("reachable")),
@@ -254,7 +309,7 @@ PAPER = [  # (row, summary key, the paper's value as given in PROSQA.md)
     ("people 2/3/4/5/6+ %", "people_pct", "58/32/8/2/rare"),
     ("leaves per graph", "leaves", "7.5 (3..12)"),
     ("steps", "steps", "3.8 (3..6)"),
-    ("steps 3/4/5/6 %", "steps_pct", "41/44/13/2"),
+    ("steps %", "steps_pct", "3/4/5/6: 41/44/13/2"),
     ("shortest paths", "shortest_paths", "1.6"),
     ("shortest paths 1/2/3/4+ %", "shortest_paths_pct", "59/29/8/4"),
     ("reachable from the person", "reachable", "13.4"),
@@ -271,8 +326,11 @@ def format_table(summary):
         if isinstance(value, list):
             return "/".join(f"{x:.0f}" if x >= 10 else f"{x:.1f}" for x in value)
         return f"{value:.1f}" if isinstance(value, float) else str(value)
-    lines = [f"{'statistic':<28}{'generated (' + str(summary['n']) + ')':<24}paper"]
-    lines += [f"{row:<28}{show(summary[key]):<24}{paper}" for row, key, paper in PAPER]
+    lo, hi = summary["steps_range"]
+    rows = [(f"steps {'/'.join(map(str, range(lo, hi + 1)))} %" if key == "steps_pct" else row, key, paper)
+            for row, key, paper in PAPER]
+    lines = [f"{'statistic':<28}{'generated (' + str(summary['n']) + ')':<24}paper (ProsQA)"]
+    lines += [f"{row:<28}{show(summary[key]):<24}{paper}" for row, key, paper in rows]
     return "\n".join(lines)
 
 # -----------------------------------------------------------------------------
@@ -293,12 +351,16 @@ def write_json_atomic(path, obj, indent=None):
         raise
 
 
-def generate_split(rng, n, seen, progress=False):
+def generate_split(rng, n, seen, size=Difficulty(), progress=False):
     """n records whose question texts are not in seen (seen is updated)."""
-    records = []
+    records, tries = [], 0
     while len(records) < n:
-        record = generate_example(rng)
+        record = generate_example(rng, size)
+        tries += 1
         if record["question"] in seen:
+            if tries > 100 * n + 10_000:  # tiny settings have few distinct graphs
+                raise ValueError(f"only {len(seen)} distinct questions after {tries} draws with nodes "
+                                 f"{size.nodes[0]}..{size.nodes[1]}, steps {size.steps_text()}: ask for fewer or a larger size")
             continue
         seen.add(record["question"])
         records.append(record)
@@ -309,27 +371,64 @@ def generate_split(rng, n, seen, progress=False):
     return records
 
 
-def write_splits(out_dir="data", seed=0, n_train=17886, n_valid=300, n_test=500, quiet=False):
-    """Generate, write data/prosqa_{split}.json, and return {split: records}."""
+def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None, quiet=False,
+                 dataset="prosqa", size=None):
+    """Generate, write <out_dir>/<dataset>_{split}.json, and return {split: records}. The
+    difficulty is `size`, or SIZES[dataset]; n_* override its split sizes."""
+    size = size or SIZES[dataset]
+    sizes = {"test": n_test, "valid": n_valid, "train": n_train}
+    sizes = {k: getattr(size, f"n_{k}") if v is None else v for k, v in sizes.items()}
     rng, seen, splits = random.Random(seed), set(), {}
     # test and valid first, so a smaller --n-train keeps the same evaluation sets
-    for name, n in (("test", n_test), ("valid", n_valid), ("train", n_train)):
-        splits[name] = generate_split(rng, n, seen, progress=name == "train" and not quiet)
+    for name, n in sizes.items():
+        splits[name] = generate_split(rng, n, seen, size, progress=name == "train" and not quiet)
     os.makedirs(out_dir, exist_ok=True)
     for name, records in splits.items():
-        write_json_atomic(os.path.join(out_dir, f"prosqa_{name}.json"), records)
+        write_json_atomic(os.path.join(out_dir, f"{dataset}_{name}.json"), records)
     if not quiet:
         print(format_table(summarize([r for records in splits.values() for r in records])))
     return splits
 
 
+def parse_nodes(text):
+    """'9..12' -> (9, 12); '10' -> (10, 10)."""
+    try:
+        lo, hi = (int(x) for x in text.split("..")) if ".." in text else (int(text),) * 2
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'lo..hi' or a number, got {text!r}") from None
+    return lo, hi
+
+
+def parse_steps(text):
+    """'2:1,3:1' -> ((2, 1), (3, 1)): steps and their relative weights; '3' -> ((3, 1),)."""
+    try:
+        pairs = [item.split(":") if ":" in item else (item, "1") for item in text.split(",")]
+        return tuple((int(s), float(w)) for s, w in pairs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'steps:weight,...' such as '3:41,4:44', got {text!r}") from None
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Generate the ProsQA train/valid/test files.")
+    parser = argparse.ArgumentParser(description="Generate ProsQA train/valid/test files at a chosen difficulty.")
     parser.add_argument("--out", type=str, default="data", help="output folder")
+    parser.add_argument("--dataset", default="prosqa", choices=sorted(SIZES),
+                        help="a named size (prosqa = the paper's); files <out>/<dataset>_<split>.json")
+    parser.add_argument("--nodes", type=parse_nodes, default=None, help="nodes per graph drawn uniformly from 'lo..hi'")
+    parser.add_argument("--steps", type=parse_steps, default=None,
+                        help="reasoning steps and their weights, e.g. '3:41,4:44,5:13,6:2' (the paper's)")
+    parser.add_argument("--name", default=None, help="file prefix when --nodes or --steps change the size")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
-    parser.add_argument("--n-train", type=int, default=17886, help="training examples")
-    parser.add_argument("--n-valid", type=int, default=300, help="validation examples")
-    parser.add_argument("--n-test", type=int, default=500, help="test examples")
+    parser.add_argument("--n-train", type=int, default=None, help="training examples (default: the size's)")
+    parser.add_argument("--n-valid", type=int, default=None, help="validation examples")
+    parser.add_argument("--n-test", type=int, default=None, help="test examples")
     parser.add_argument("--quiet", action="store_true", help="no progress line and no table")
     args = parser.parse_args()
-    write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet)
+    base = SIZES[args.dataset]
+    try:
+        size = Difficulty(args.nodes or base.nodes, args.steps or base.steps, base.n_train, base.n_valid, base.n_test)
+        if size != base and args.name is None:
+            parser.error("--nodes/--steps change the difficulty: name the files with --name")
+        write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet,
+                     args.name or args.dataset, size)
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")

@@ -27,7 +27,7 @@ import torch.nn as nn
 import coconut
 import data
 from model import GPT, GPTConfig, load_checkpoint, pick_device, save_checkpoint
-from prosqa_gen import write_json_atomic
+from prosqa_gen import SIZES, reshuffle, write_json_atomic
 
 # Model presets; every field is also a flag, and a flag given on the command line wins.
 PRESETS = {
@@ -54,7 +54,8 @@ PRESETS = {
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train Coconut through its curriculum.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="prosqa", help="data/<dataset>_{train,valid,test}.json (prosqa is generated if missing)")
+    p.add_argument("--dataset", default="prosqa", help="data/<dataset>_{train,valid,test}.json; the generated ProsQA sets "
+                   f"({', '.join(SIZES)}) are made if missing")
     p.add_argument("--data-dir", default="data", help="folder of the dataset files")
     p.add_argument("--stage", default="0..6", help="stages to run: 'a..b' or one stage 's'; stage s>0 starts from <out>/stage<s-1>.pt")
     p.add_argument("--method", default="coconut", choices=coconut.METHODS, help="coconut or a baseline of the paper's Table 1")
@@ -76,6 +77,12 @@ def parse_args(argv=None):
                    help="every example gets the stage's full thought count (the paper's ProsQA setting); "
                         "--no-pad-latent-to-max caps it at the example's number of steps")
     p.add_argument("--mix-prob", type=float, default=0.0, help="probability of training an example at a random earlier stage")
+    p.add_argument("--stage0-epochs", type=int, default=None, help="epochs of stage 0 (default: --epochs-per-stage)")
+    p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction, default=True,
+                   help="a fresh AdamW at every stage (the paper); --no-reset-optimizer keeps its moments (Zhu et al.)")
+    p.add_argument("--shuffle-facts", action=argparse.BooleanOptionalAction, default=None,
+                   help="ProsQA augmentation: every epoch, state each question's facts in a new order and redraw "
+                        "the two candidates' order (Zhu et al.); default: on for the generated ProsQA sets")
     p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0 = off)")
     p.add_argument("--eval-n", type=int, default=None, help="validation examples scored after each epoch (default: the whole split)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="generation limit when scoring")
@@ -92,6 +99,8 @@ def parse_args(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
+    if args.shuffle_facts is None:
+        args.shuffle_facts = args.dataset in SIZES
     args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
     args.first, args.last = parse_stages(args.stage, args.max_stage)
     return args
@@ -120,9 +129,12 @@ def get_lr(step, total, lr, warmup, schedule):
 
 
 def epochs_of(stage, args):
-    """Every stage trains epochs_per_stage epochs; the run's last stage, when it is the
-    curriculum's last, trains final_epochs (the paper stays there until epoch 50)."""
-    return args.final_epochs if stage == args.last and stage >= args.max_stage else args.epochs_per_stage
+    """Every stage trains epochs_per_stage epochs (stage 0 stage0_epochs, if given); the
+    run's last stage, when it is the curriculum's last, trains final_epochs (the paper
+    stays there until epoch 50)."""
+    if stage == args.last and stage >= args.max_stage:
+        return args.final_epochs
+    return args.stage0_epochs if stage == 0 and args.stage0_epochs is not None else args.epochs_per_stage
 
 
 class Objective(nn.Module):
@@ -191,17 +203,20 @@ def epoch_rows(n_examples, args, world):
     return max(1, int(n_examples * args.train_frac)) // world
 
 
-def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1):
+def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     """This rank's batches for one epoch: a seeded subset and order (the same on every
-    rank and on a resumed run), bucketed by length so little compute goes to padding."""
+    rank and on a resumed run), bucketed by length so little compute goes to padding.
+    With args.shuffle_facts each question is rendered afresh (needs enc)."""
     rng = random.Random(f"{args.seed}-{stage}-{epoch}")
     order = list(range(len(examples)))
     rng.shuffle(order)
     per = epoch_rows(len(examples), args, world)
     order = order[:per * world]
     stages = [coconut.sample_stage(stage, args.max_stage, args.mix_prob, rng) for _ in order]
-    rows = [coconut.layout(examples[i][1], sp, args.method, s, args.c_thought, args.max_stage, args.pad_latent_to_max)
-            for i, s in list(zip(order, stages))[rank * per:(rank + 1) * per]]  # an equal share per rank
+    mine = list(zip(order, stages))[rank * per:(rank + 1) * per]  # an equal share per rank
+    exs = [data.tokenize(enc, reshuffle(examples[i][0], rng)) if args.shuffle_facts else examples[i][1] for i, _ in mine]
+    rows = [coconut.layout(ex, sp, args.method, s, args.c_thought, args.max_stage, args.pad_latent_to_max)
+            for ex, (_, s) in zip(exs, mine)]
     chunk = args.batch_size * 16
     batches = []
     for a in range(0, len(rows), chunk):  # sort within chunks: similar lengths, still shuffled
@@ -278,18 +293,20 @@ def train(args):
     meta = lambda stage, epoch, done: {"tokenizer": data.encoding_state(enc), "args": {k: v for k, v in vars(args).items()},
                                        "stage": stage, "epoch": epoch, "stage_done": done, "history": history}
 
-    # 2. the curriculum: a fresh optimizer per stage, evaluation after every epoch
+    # 2. the curriculum: a fresh optimizer per stage (unless --no-reset-optimizer), evaluation after every epoch
+    opt = None
     for stage in range(start_stage, args.last + 1):
         n_epochs = epochs_of(stage, args)
-        opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device_type)
         steps_per_epoch = math.ceil(math.ceil(epoch_rows(len(splits["train"]), args, world) / args.batch_size) / args.grad_accum)
         first_epoch = start_epoch if stage == start_stage else 0
-        if first_epoch > 0:
-            opt.load_state_dict(ckpt["optimizer"])
+        if opt is None or args.reset_optimizer:
+            opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device_type)
+            if stage == start_stage and (first_epoch > 0 or not args.reset_optimizer) and "optimizer" in (ckpt or {}):
+                opt.load_state_dict(ckpt["optimizer"])
         t_stage = time.time()
         for epoch in range(first_epoch, n_epochs):
             t_epoch = time.time()
-            batches = epoch_batches(splits["train"], stage, epoch, args, sp, rank, world)
+            batches = epoch_batches(splits["train"], stage, epoch, args, sp, rank, world, enc)
             loss_sum, tokens, t0 = torch.zeros((), device=device), 0, time.time()
             bar = batches
             if master:
@@ -328,7 +345,8 @@ def train(args):
                 done = epoch == n_epochs - 1
                 save_checkpoint(latest, model, meta(stage, epoch + 1, done), {"optimizer": opt.state_dict()})
                 if done:
-                    save_checkpoint(os.path.join(args.out, f"stage{stage}.pt"), model, meta(stage, epoch + 1, True))
+                    keep = {} if args.reset_optimizer else {"optimizer": opt.state_dict()}  # the next stage goes on with it
+                    save_checkpoint(os.path.join(args.out, f"stage{stage}.pt"), model, meta(stage, epoch + 1, True), keep)
                 log(f"stage {stage} epoch {epoch + 1}/{n_epochs}: loss {train_loss:.4f}, valid acc {ev['acc']:.1%} "
                     f"({ev['tokens']:.1f} tokens), {entry['tokens_per_s']:.0f} tok/s, {entry['seconds']:.0f}s")
             if ddp:

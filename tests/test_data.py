@@ -211,20 +211,35 @@ def test_missing_file_says_how_to_create_it(tmp_path):
 
 
 def test_missing_prosqa_is_generated_once(tmp_path, monkeypatch):
-    """Guards that loading ProsQA calls prosqa_gen.write_splits(out_dir, seed=0) when a file is missing."""
+    """Guards that loading a ProsQA size with no files calls prosqa_gen.write_splits once,
+    with seed 0 and that size's name."""
     calls = []
 
-    def write_splits(out_dir="data", seed=0, **kwargs):
-        calls.append((out_dir, seed))
+    def write_splits(out_dir="data", seed=0, dataset="prosqa", **kwargs):
+        calls.append((out_dir, seed, dataset))
         for split in data.SPLITS:
-            write(os.path.join(out_dir, f"prosqa_{split}.json"), json.dumps(PROSQA_LIKE))
+            write(os.path.join(out_dir, f"{dataset}_{split}.json"), json.dumps(PROSQA_LIKE))
         return {}
 
     monkeypatch.setattr(data.prosqa_gen, "write_splits", write_splits)
-    write(tmp_path / "prosqa_train.json", "[]")  # one file present is not enough
-    assert data.load_split("prosqa", "valid", str(tmp_path)) == PROSQA_LIKE
-    assert data.load_split("prosqa", "train", str(tmp_path)) == PROSQA_LIKE
-    assert calls == [(str(tmp_path), 0)]
+    for dataset in ("prosqa", "prosqa-small"):
+        assert data.load_split(dataset, "valid", str(tmp_path)) == PROSQA_LIKE
+        assert data.load_split(dataset, "train", str(tmp_path)) == PROSQA_LIKE
+    assert calls == [(str(tmp_path), 0, "prosqa"), (str(tmp_path), 0, "prosqa-small")]
+
+
+@pytest.mark.parametrize("present", [("train",), ("train", "valid"), ("test",)])
+def test_partial_prosqa_is_never_overwritten(tmp_path, monkeypatch, present):
+    """Guards the user's files: with some ProsQA splits present and one missing, loading
+    refuses with one line naming the missing file, and changes no file."""
+    monkeypatch.setattr(data.prosqa_gen, "write_splits", lambda *a, **k: pytest.fail("generated over user files"))
+    for split in present:
+        write(tmp_path / f"prosqa_{split}.json", json.dumps(PROSQA_LIKE))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    missing = next(s for s in data.SPLITS if s not in present)
+    with pytest.raises(data.DataError, match=r"^.*prosqa_" + missing + r"\.json: file not found, while other prosqa splits exist"):
+        data.load_split("prosqa", present[0], str(tmp_path))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 # -----------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 """Tests for prosqa_gen.py: determinism, validity of every example, split hygiene, statistics."""
+import json
+import os
 import random
 import re
 from collections import deque
@@ -23,10 +25,11 @@ def bfs_distances(edges, source):
     return dist
 
 
-@pytest.fixture(scope="module")
-def examples():
-    rng = random.Random(1)
-    return [prosqa_gen.generate_example(rng) for _ in range(300)]
+@pytest.fixture(scope="module", params=sorted(prosqa_gen.SIZES))
+def examples(request):
+    """300 examples of each named size: every validity test below runs at every size."""
+    rng, size = random.Random(1), prosqa_gen.SIZES[request.param]
+    return [prosqa_gen.generate_example(rng, size) for _ in range(300)]
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +146,17 @@ def test_no_question_in_two_splits(tmp_path):
 
 def test_duplicates_are_skipped(tmp_path, monkeypatch):
     """Guards the dedupe itself: with a generator that repeats questions, splits stay disjoint."""
-    def tiny_generator(rng):  # only 60 different questions exist
+    def tiny_generator(rng, size):  # only 60 different questions exist
         return {"question": f"q{rng.randrange(60)}"}
     monkeypatch.setattr(prosqa_gen, "generate_example", tiny_generator)
     splits = prosqa_gen.write_splits(str(tmp_path), 0, n_train=40, n_valid=5, n_test=10, quiet=True)
     questions = [r["question"] for records in splits.values() for r in records]
     assert len(questions) == len(set(questions)) == 55
+    with pytest.raises(ValueError, match="only 60 distinct questions"):  # asking for more never hangs
+        prosqa_gen.write_splits(str(tmp_path), 0, n_train=100, n_valid=5, n_test=10, quiet=True)
 
 
-def test_statistics_match_the_paper(many, summary):
+def test_statistics_match_the_paper(many, summary):  # the default size is the paper's
     """Guards the distribution: means of nodes, edges, steps and shortest paths near the paper's."""
     assert all(3 <= len(ex["steps"]) <= 6 for ex in many)
     assert abs(summary["nodes"][0] - 22.8) <= 1.0, summary["nodes"]
@@ -166,3 +171,72 @@ def test_table_has_every_row(summary):
     table = prosqa_gen.format_table(summary)
     assert len(table.splitlines()) == 1 + len(prosqa_gen.PAPER)
     assert "nodes per graph" in table and "22.8" in table
+
+
+@pytest.mark.parametrize("name", sorted(prosqa_gen.SIZES))
+def test_each_size_draws_its_nodes_and_steps(name):
+    """Guards the difficulty knobs: every graph's step count is one the size allows and the
+    target sits exactly that far away; node counts stay within the size's range (dropped
+    lonely people may take a few off the low end); each allowed step count is drawn."""
+    size = prosqa_gen.SIZES[name]
+    rng = random.Random(2)
+    exs = [prosqa_gen.generate_example(rng, size) for _ in range(400)]
+    allowed = {s for s, _ in size.steps}
+    assert {len(ex["steps"]) for ex in exs} == allowed
+    for ex in exs:
+        assert bfs_distances(ex["edges"], ex["root"])[ex["target"]] == len(ex["steps"])
+        assert len(ex["idx_to_symbol"]) <= size.nodes[1]
+        assert len(ex["idx_to_symbol"]) >= size.nodes[0] - 3
+
+
+def test_step_weights_set_the_mix():
+    """Guards that --steps weights are relative frequencies: 3:1,4:3 gives about 25% / 75%."""
+    size = prosqa_gen.Difficulty(nodes=(12, 15), steps=((3, 1), (4, 3)))
+    rng = random.Random(0)
+    fours = sum(len(prosqa_gen.generate_example(rng, size)["steps"]) == 4 for _ in range(800))
+    assert 0.70 < fours / 800 < 0.80, fours
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(nodes=(6, 8), steps=((6, 1),)), "cannot hold a 6-step path"),
+    (dict(nodes=(9, 8)), "need lo <= hi"),
+    (dict(nodes=(10, 80)), "need lo <= hi <= 55"),
+    (dict(steps=((0, 1), (3, 1))), "steps must be at least 1"),
+    (dict(steps=((3, 0),)), "weights must be positive"),
+])
+def test_impossible_difficulty_is_refused(kwargs, message):
+    """Guards the knobs against settings no graph can meet: a clear error, not an endless redraw."""
+    with pytest.raises(ValueError, match=message):
+        prosqa_gen.Difficulty(**kwargs)
+
+
+def test_cli_writes_named_files_and_refuses_unnamed_changes(tmp_path):
+    """Guards the command line: a named size writes <dataset>_<split>.json; --nodes/--steps
+    without --name is refused with one line (it would silently mislabel the files)."""
+    import subprocess
+    import sys
+    run = lambda *a: subprocess.run([sys.executable, "prosqa_gen.py", "--out", str(tmp_path), "--quiet",
+                                     "--n-train", "5", "--n-valid", "2", "--n-test", "2", *a],
+                                    capture_output=True, text=True, cwd=os.path.dirname(prosqa_gen.__file__))
+    assert run("--dataset", "prosqa-tiny").returncode == 0
+    assert sorted(os.listdir(tmp_path)) == [f"prosqa-tiny_{s}.json" for s in ("test", "train", "valid")]
+    bad = run("--nodes", "9..12")
+    assert bad.returncode == 2 and "--name" in bad.stderr
+    assert run("--nodes", "9..12", "--steps", "2", "--name", "mine").returncode == 0
+    assert all(len(r["steps"]) == 2 for r in json.load(open(tmp_path / "mine_train.json")))
+
+
+def test_reshuffle_keeps_the_meaning(examples):
+    """Guards the augmentation: the same facts in another order, the same two candidates,
+    the same steps and answer; over many draws both candidate orders occur."""
+    rng, orders = random.Random(0), set()
+    for ex in examples[:50]:
+        new = prosqa_gen.reshuffle(ex, rng)
+        facts = lambda q: sorted(f.strip() for f in re.findall(r"[^.?]+[.]", q))
+        assert facts(new["question"]) == facts(ex["question"])
+        ask = lambda q: re.search(r"Is (\w+) a (\w+) or (\w+)\?$", q).groups()
+        (p, a, b), (p2, a2, b2) = ask(ex["question"]), ask(new["question"])
+        assert p == p2 and {a, b} == {a2, b2}
+        orders.add(a == a2)
+        assert {k: v for k, v in new.items() if k != "question"} == {k: v for k, v in ex.items() if k != "question"}
+    assert orders == {True, False}

@@ -62,6 +62,11 @@ class Difficulty:
     decoy, the target exactly `steps` hops away, shuffled facts); only the size moves."""
     nodes: tuple = (19, 27)  # nodes built per graph; dropped lonely people bring the mean to ~22.8
     steps: tuple = ((3, 41), (4, 44), (5, 13), (6, 2))  # (steps, weight): the released data's mix
+    # False (the paper): the decoy is any leaf of the other branch. True: a leaf exactly as
+    # far from its nearest person as the target is from the person asked about. Small
+    # graphs otherwise give a one-look shortcut: their decoy tends to sit right under a
+    # person, so "the candidate that is not a person's child" answers most questions.
+    match_decoy: bool = False
     n_train: int = 17886
     n_valid: int = 300
     n_test: int = 500
@@ -87,8 +92,8 @@ class Difficulty:
 # generates them when missing). The smaller rungs keep everything but the size.
 SIZES = {
     "prosqa": Difficulty(),
-    "prosqa-small": Difficulty(nodes=(10, 13), steps=((2, 1), (3, 1)), n_train=16000),
-    "prosqa-tiny": Difficulty(nodes=(6, 8), steps=((2, 1),), n_train=16000),
+    "prosqa-small": Difficulty(nodes=(10, 14), steps=((3, 1),), match_decoy=True, n_train=16000),
+    "prosqa-tiny": Difficulty(nodes=(6, 8), steps=((2, 1),), match_decoy=True, n_train=16000),
 }
 
 # -----------------------------------------------------------------------------
@@ -167,6 +172,20 @@ def shortest_paths(children, source):
     return dist, count
 
 
+def distances_from_people(children, parents):
+    """Hops from the nearest person (a node without parents) down to each node: one BFS
+    started from all people at once."""
+    dist = {v: 0 for v in range(len(parents)) if not parents[v]}
+    queue = deque(dist)
+    while queue:
+        u = queue.popleft()
+        for v in children[u]:
+            if v not in dist:
+                dist[v] = dist[u] + 1
+                queue.append(v)
+    return dist
+
+
 def pick_shortest_path(rng, parents, dist, count, target):
     """One shortest path, uniform over all of them: walk back weighting by path counts."""
     path = [target]
@@ -186,6 +205,9 @@ def sample_graph(rng, size=Difficulty()):
         leaves = [v for v in range(len(parents)) if not children[v] and parents[v]]
         targets = [v for v in leaves if labels[v] == FROM_ROOT and dist[v] == steps]
         negatives = [v for v in leaves if labels[v] == FROM_OTHER]
+        if size.match_decoy:
+            from_people = distances_from_people(children, parents)
+            negatives = [v for v in negatives if from_people[v] == steps]
         if targets and negatives:
             target, neg = rng.choice(targets), rng.choice(negatives)
             return parents, target, neg, pick_shortest_path(rng, parents, dist, count, target)
@@ -416,6 +438,9 @@ if __name__ == "__main__":
     parser.add_argument("--nodes", type=parse_nodes, default=None, help="nodes per graph drawn uniformly from 'lo..hi'")
     parser.add_argument("--steps", type=parse_steps, default=None,
                         help="reasoning steps and their weights, e.g. '3:41,4:44,5:13,6:2' (the paper's)")
+    parser.add_argument("--match-decoy", action=argparse.BooleanOptionalAction, default=None,
+                        help="put the decoy as far from its nearest person as the target is from the person asked "
+                             "(default: the named size's; the paper's ProsQA: off)")
     parser.add_argument("--name", default=None, help="file prefix when --nodes or --steps change the size")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
     parser.add_argument("--n-train", type=int, default=None, help="training examples (default: the size's)")
@@ -425,9 +450,10 @@ if __name__ == "__main__":
     args = parser.parse_args()
     base = SIZES[args.dataset]
     try:
-        size = Difficulty(args.nodes or base.nodes, args.steps or base.steps, base.n_train, base.n_valid, base.n_test)
+        match = base.match_decoy if args.match_decoy is None else args.match_decoy
+        size = Difficulty(args.nodes or base.nodes, args.steps or base.steps, match, base.n_train, base.n_valid, base.n_test)
         if size != base and args.name is None:
-            parser.error("--nodes/--steps change the difficulty: name the files with --name")
+            parser.error("--nodes/--steps/--match-decoy change the difficulty: name the files with --name")
         write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet,
                      args.name or args.dataset, size)
     except ValueError as e:

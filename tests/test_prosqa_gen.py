@@ -189,6 +189,23 @@ def test_each_size_draws_its_nodes_and_steps(name):
         assert len(ex["idx_to_symbol"]) >= size.nodes[0] - 3
 
 
+def test_matched_decoy_is_as_far_from_a_person_as_the_target():
+    """Guards --match-decoy: the decoy's nearest person is exactly `steps` hops above it
+    (computed here by plain BFS from every person), it stays unreachable from the person
+    asked about, and without the knob small graphs do put decoys right under a person."""
+    def nearest_person(ex, v):
+        people = set(range(len(ex["idx_to_symbol"]))) - {b for _, b in ex["edges"]}
+        return min(bfs_distances(ex["edges"], p).get(v, 99) for p in people)
+    rng = random.Random(4)
+    matched = prosqa_gen.Difficulty(nodes=(10, 14), steps=((3, 1),), match_decoy=True)
+    for ex in (prosqa_gen.generate_example(rng, matched) for _ in range(200)):
+        assert nearest_person(ex, ex["neg_target"]) == 3 == len(ex["steps"])
+        assert ex["neg_target"] not in bfs_distances(ex["edges"], ex["root"])
+    free = prosqa_gen.Difficulty(nodes=(10, 14), steps=((3, 1),))
+    exs = [prosqa_gen.generate_example(rng, free) for _ in range(200)]
+    assert sum(nearest_person(ex, ex["neg_target"]) == 1 for ex in exs) > 60
+
+
 def test_step_weights_set_the_mix():
     """Guards that --steps weights are relative frequencies: 3:1,4:3 gives about 25% / 75%."""
     size = prosqa_gen.Difficulty(nodes=(12, 15), steps=((3, 1), (4, 3)))

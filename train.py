@@ -198,6 +198,11 @@ def check_same_model(path, ckpt, args):
             raise ValueError(f"{path}: checkpoint from a different run ({k}={old.get(k)!r}, asked for {getattr(args, k)!r})")
 
 
+def is_run_checkpoint(name):
+    """latest.pt or stage<s>.pt: the files a run writes, and a new run must not overwrite."""
+    return name == "latest.pt" or (name.startswith("stage") and name.endswith(".pt"))
+
+
 def epoch_rows(n_examples, args, world):
     """Examples each rank sees per epoch: train_frac of the split, shared equally."""
     return max(1, int(n_examples * args.train_frac)) // world
@@ -267,8 +272,10 @@ def train(args):
         model, ckpt = load_checkpoint(prev)
         check_same_model(prev, ckpt, args)
         history = ckpt["meta"]["history"]
-    elif os.path.isdir(args.out) and any(f.startswith("stage") and f.endswith(".pt") for f in os.listdir(args.out)):
-        raise ValueError(f"{args.out}: already holds stage checkpoints; pass --resume to continue it, or choose another --out")
+    elif os.path.isdir(args.out) and (saved := sorted(f for f in os.listdir(args.out) if is_run_checkpoint(f))):
+        # a fresh stage 0 would overwrite them: latest.pt alone is a run stopped in stage 0
+        raise ValueError(f"{args.out}: already holds checkpoints ({', '.join(saved)}); pass --resume to continue "
+                         f"that run, or choose another --out")
     enc = data.encoding_from_state(ckpt["meta"]["tokenizer"]) if ckpt else None
     enc, splits = load_data(args, enc)
     sp = data.special_ids(enc)

@@ -142,7 +142,7 @@ def test_bad_input_is_one_clear_line_and_keeps_checkpoints(data_dir, tmp_path, c
     expect_error(capsys, base + ["--stage", "0..9"], "last <= 7")
     expect_error(capsys, base + ["--stage", "3"], "stage2.pt: stage 3 starts from the end of stage 2, which is missing")
     expect_error(capsys, base + ["--stage", "1", "--n-embd", "64"], "checkpoint from a different run (n_embd=32")
-    expect_error(capsys, base + ["--stage", "0"], "already holds stage checkpoints")
+    expect_error(capsys, base + ["--stage", "0"], "already holds checkpoints (latest.pt, stage0.pt)")
     expect_error(capsys, base + ["--stage", "1", "--block-size", "64"], "exceed the model's context of 64")
     expect_error(capsys, base + ["--stage", "1", "--pos-emb", "learned"], "checkpoint from a different run (pos_emb='rope'")
     expect_error(capsys, base + ["--out", str(tmp_path / "z"), "--init", str(tmp_path / "model.safetensors")],
@@ -159,6 +159,20 @@ def test_bad_input_is_one_clear_line_and_keeps_checkpoints(data_dir, tmp_path, c
     (out / "stage0.pt").write_bytes(b"garbage" * 10)  # a damaged predecessor
     before["stage0.pt"] = digest(out / "stage0.pt")
     expect_error(capsys, base + ["--stage", "1"], "stage0.pt: not a readable checkpoint")
+    assert {f: digest(out / f) for f in os.listdir(out)} == before
+
+
+@pytest.mark.parametrize("files", [["latest.pt"], ["stage0.pt"], ["latest.pt", "stage0.pt", "stage1.pt"]])
+def test_new_run_never_overwrites_a_run(data_dir, tmp_path, capsys, files):
+    """A fresh run (no --resume) into a folder holding latest.pt alone (a run stopped in
+    stage 0) or stage checkpoints is refused with one line, and no file changes."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for f in files:
+        (out / f).write_bytes(f.encode())  # the refusal looks at the names only
+    before = {f: digest(out / f) for f in files}
+    expect_error(capsys, ["--data-dir", data_dir, "--out", str(out), *TINY, "--stage", "0"],
+                 f"already holds checkpoints ({', '.join(files)}); pass --resume")
     assert {f: digest(out / f) for f in os.listdir(out)} == before
 
 

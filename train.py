@@ -51,6 +51,19 @@ PRESETS = {
 }
 
 
+# What --resume may change. check_same_model refuses another model or method (SAME_MODEL).
+# An exact resume (the weights of an uninterrupted run) also needs every flag that changes the
+# training numbers or data to match the checkpoint's (RESUME_FIXED). The rest only say where
+# and how fast the run goes, what is scored, and which stages run (RESUME_FREE); the model's
+# shape and context come from the checkpoint, so --block-size and --init are ignored there.
+SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb")
+RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
+                "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
+                "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype")
+RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
+               "block_size", "init")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train Coconut through its curriculum.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -193,9 +206,21 @@ def new_model(args, enc):
 def check_same_model(path, ckpt, args):
     """A run continues only from a checkpoint of the same model and method."""
     old = ckpt["meta"]["args"]
-    for k in ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb"):
+    for k in SAME_MODEL:
         if old.get(k) != getattr(args, k):
             raise ValueError(f"{path}: checkpoint from a different run ({k}={old.get(k)!r}, asked for {getattr(args, k)!r})")
+
+
+def check_exact_resume(path, ckpt, args):
+    """--resume ends with the weights of an uninterrupted run only if nothing in RESUME_FIXED
+    changed; name the first flag that did. (A checkpoint older than a flag does not store it.)"""
+    old = ckpt["meta"]["args"]
+    for k in (k for k in RESUME_FIXED if k in old):
+        new = getattr(args, k)
+        same = os.path.normpath(str(old[k])) == os.path.normpath(new) if k == "data_dir" else old[k] == new
+        if not same:
+            raise ValueError(f"{path}: --{k.replace('_', '-')} {new!r} differs from the run's {old[k]!r}; an exact "
+                             f"resume needs the same value (to change it, start a new run with another --out)")
 
 
 def is_run_checkpoint(name):
@@ -256,6 +281,7 @@ def train(args):
     if args.resume:
         model, ckpt = load_checkpoint(latest)
         check_same_model(latest, ckpt, args)
+        check_exact_resume(latest, ckpt, args)
         m = ckpt["meta"]
         history = m["history"]
         start_stage, start_epoch = (m["stage"] + 1, 0) if m["stage_done"] else (m["stage"], m["epoch"])

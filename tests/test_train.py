@@ -176,6 +176,43 @@ def test_new_run_never_overwrites_a_run(data_dir, tmp_path, capsys, files):
     assert {f: digest(out / f) for f in os.listdir(out)} == before
 
 
+@pytest.fixture(scope="module")
+def stage0_run(data_dir, tmp_path_factory):
+    """A finished one-stage run, resumed (never changed) by the tests below."""
+    out = tmp_path_factory.mktemp("stage0") / "run"
+    run(data_dir, out, "--stage", "0")
+    return out
+
+
+RESUME_CHANGES = [["--seed", "1"], ["--lr", "1e-3"], ["--batch-size", "4"], ["--grad-accum", "2"],
+                  ["--weight-decay", "0.1"], ["--beta2", "0.9"], ["--schedule", "cosine"], ["--warmup", "5"],
+                  ["--grad-clip", "0.5"], ["--train-frac", "0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
+                  ["--epochs-per-stage", "3"], ["--stage0-epochs", "2"], ["--final-epochs", "2"],
+                  ["--no-reset-optimizer"], ["--no-shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"]]
+
+
+@pytest.mark.parametrize("change", RESUME_CHANGES, ids=lambda c: c[0])
+def test_resume_refuses_a_changed_flag(data_dir, stage0_run, capsys, change):
+    """--resume with a flag that changes the training numbers or data is refused with one
+    line naming the flag (the exact-resume promise), and no file changes."""
+    before = {f: digest(stage0_run / f) for f in os.listdir(stage0_run)}
+    flag = change[0].replace("--no-", "--")
+    expect_error(capsys, ["--data-dir", data_dir, "--out", str(stage0_run), *TINY, "--stage", "0", "--resume", *change],
+                 f"latest.pt: {flag} ")
+    assert {f: digest(stage0_run / f) for f in os.listdir(stage0_run)} == before
+
+
+def test_resume_flag_lists_cover_every_flag(data_dir, stage0_run):
+    """Every train.py argument is either part of the model's identity, fixed on resume, or
+    free; changing only free ones (device, threads, scoring, context) resumes."""
+    names = set(vars(train.parse_args([])))
+    groups = [set(train.SAME_MODEL), set(train.RESUME_FIXED), set(train.RESUME_FREE)]
+    assert set.union(*groups) == names and sum(map(len, groups)) == len(names)
+    history = run(data_dir, stage0_run, "--stage", "0", "--resume", "--device", "cpu", "--threads", "2",
+                  "--eval-n", "4", "--max-new-tokens", "8", "--block-size", "128")
+    assert [h["stage"] for h in history] == [0]
+
+
 def test_pretrained_path_with_gpt2_tokenizer(data_dir, tmp_path):
     """--model gpt2 --init FILE: GPT-2-format weights (the real 50257-token vocabulary, a
     tiny body) load, gain the 4 new tokens as copies of '<<', and train a stage with

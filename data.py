@@ -195,13 +195,23 @@ def encoding_state(enc: tiktoken.Encoding) -> dict:
     raise ValueError(f"encoding {enc.name!r} was not made by data.get_encoding")
 
 
-def encoding_from_state(state: dict) -> tiktoken.Encoding:
-    """Rebuild the encoding saved by encoding_state, with identical token ids."""
-    if state.get("name") == "gpt2":
+def encoding_from_state(state: dict, source: str = "tokenizer state") -> tiktoken.Encoding:
+    """Rebuild the encoding saved by encoding_state, with identical token ids. The state is
+    read from a checkpoint file (source), so a malformed one is a ValueError naming it."""
+    name = state.get("name") if isinstance(state, dict) else None
+    if name == "gpt2":
         return gpt2_encoding()
-    if state.get("name") == "words":
-        return words_encoding(state["pieces"], state.get("pattern", WORDS_PATTERN))
-    raise ValueError(f"unknown encoding state {state.get('name')!r}: expected 'gpt2' or 'words'")
+    if name == "words":
+        pieces, pattern = state.get("pieces"), state.get("pattern", WORDS_PATTERN)
+        if isinstance(pieces, list) and all(isinstance(p, str) for p in pieces) and isinstance(pattern, str) \
+                and len(set(pieces)) == len(pieces):
+            try:
+                if all(len(p.encode()) > 1 for p in pieces):
+                    return words_encoding(pieces, pattern)
+            except ValueError:  # a piece that is not UTF-8, or a pattern tiktoken cannot compile
+                pass
+        raise ValueError(f"{source}: bad 'words' tokenizer: expected distinct pieces of 2+ UTF-8 bytes and a regex")
+    raise ValueError(f"{source}: unknown tokenizer {name!r}: expected 'gpt2' or 'words'")
 
 
 def special_ids(enc: tiktoken.Encoding) -> Specials:

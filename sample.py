@@ -180,16 +180,30 @@ def main(argv=None):
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 
+RUN_ARGS = {"method": str, "dataset": str, "c_thought": int, "max_stage": int, "pad_latent_to_max": bool}
+
+
+def check_run_args(path, targs, stage):
+    """The training arguments sampling reads from the checkpoint (an untrusted file), checked."""
+    for k, kind in RUN_ARGS.items():
+        if not isinstance(targs.get(k), kind):
+            raise ValueError(f"{path}: checkpoint args lack '{k}' (a {kind.__name__}): not written by train.py?")
+    if targs["method"] not in coconut.METHODS or targs["c_thought"] < 1 or targs["max_stage"] < 0 or stage < 0:
+        raise ValueError(f"{path}: checkpoint has method {targs['method']!r}, c_thought {targs['c_thought']}, "
+                         f"max_stage {targs['max_stage']}, stage {stage}: not a run train.py can make")
+
+
 def run(args):
     """Load the checkpoint, then answer --question, show --n questions of the split, or --eval it."""
     path = args.ckpt or os.path.join("out", f"{args.dataset}-{args.method}", "latest.pt")
-    model, ckpt = load_checkpoint(path, pick_device(args.device))
+    model, ckpt = load_checkpoint(path, pick_device(args.device), meta={"args": dict, "stage": int, "tokenizer": dict})
     model.eval()
     meta = ckpt["meta"]
-    if not isinstance(meta, dict) or not {"args", "stage", "tokenizer"} <= set(meta):
-        raise ValueError(f"{path}: checkpoint meta lacks args, stage or tokenizer (not written by train.py?)")
     targs, stage = meta["args"], meta["stage"]
-    enc = encoding_from_state(meta["tokenizer"])
+    check_run_args(path, targs, stage)
+    enc = encoding_from_state(meta["tokenizer"], path)
+    if enc.n_vocab != model.config.vocab_size:
+        raise ValueError(f"{path}: the tokenizer has {enc.n_vocab} tokens, the model {model.config.vocab_size}")
     sp = special_ids(enc)
     args.max_new_tokens = args.max_new_tokens or targs.get("max_new_tokens", 64)
     latent = args.latent

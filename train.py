@@ -64,6 +64,9 @@ RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out"
                "block_size", "init")
 
 
+RUN_META = {"args": dict, "stage": int, "epoch": int, "stage_done": bool, "history": list, "tokenizer": dict}  # what train() saves
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train Coconut through its curriculum.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -279,7 +282,8 @@ def train(args):
     start_stage, start_epoch, ckpt, history = args.first, 0, None, []
     latest = os.path.join(args.out, "latest.pt")
     if args.resume:
-        model, ckpt = load_checkpoint(latest)
+        path = latest
+        model, ckpt = load_checkpoint(latest, meta=RUN_META)
         check_same_model(latest, ckpt, args)
         check_exact_resume(latest, ckpt, args)
         m = ckpt["meta"]
@@ -295,20 +299,21 @@ def train(args):
         if not os.path.exists(prev):
             raise FileNotFoundError(f"{prev}: stage {args.first} starts from the end of stage {args.first - 1}, "
                                     f"which is missing (run --stage {args.first - 1} first, or --stage 0..{args.last})")
-        model, ckpt = load_checkpoint(prev)
+        path = prev
+        model, ckpt = load_checkpoint(prev, meta=RUN_META)
         check_same_model(prev, ckpt, args)
         history = ckpt["meta"]["history"]
     elif os.path.isdir(args.out) and (saved := sorted(f for f in os.listdir(args.out) if is_run_checkpoint(f))):
         # a fresh stage 0 would overwrite them: latest.pt alone is a run stopped in stage 0
         raise ValueError(f"{args.out}: already holds checkpoints ({', '.join(saved)}); pass --resume to continue "
                          f"that run, or choose another --out")
-    enc = data.encoding_from_state(ckpt["meta"]["tokenizer"]) if ckpt else None
+    enc = data.encoding_from_state(ckpt["meta"]["tokenizer"], path) if ckpt else None
     enc, splits = load_data(args, enc)
     sp = data.special_ids(enc)
     if ckpt is None:
         model = new_model(args, enc)
     elif model.config.vocab_size != enc.n_vocab:
-        raise ValueError(f"checkpoint vocabulary {model.config.vocab_size} != tokenizer's {enc.n_vocab}")
+        raise ValueError(f"{path}: the model's vocabulary of {model.config.vocab_size} is not its tokenizer's {enc.n_vocab}")
     args.block_size = model.config.block_size
     model.to(device)
     log(f"model: {args.model}, {model.num_params() / 1e6:.2f}M parameters, vocab {enc.n_vocab}, device {device}"

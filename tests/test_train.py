@@ -202,6 +202,23 @@ def test_resume_refuses_a_changed_flag(data_dir, stage0_run, capsys, change):
     assert {f: digest(stage0_run / f) for f in os.listdir(stage0_run)} == before
 
 
+@pytest.mark.parametrize("patch, message", [
+    (dict(args=None), "checkpoint meta lacks 'args' (a dict)"),
+    (dict(history={}), "checkpoint meta lacks 'history' (a list)"),
+    (dict(tokenizer={"name": "words", "pieces": "abc"}), "bad 'words' tokenizer"),
+])
+def test_resume_from_crafted_meta(data_dir, stage0_run, tmp_path, capsys, patch, message):
+    """--resume from a latest.pt whose metadata lacks the run's arguments or holds a bad
+    tokenizer state is one line naming the file, not a traceback."""
+    ckpt = torch.load(stage0_run / "latest.pt", weights_only=True)
+    for k, v in patch.items():
+        ckpt["meta"].pop(k) if v is None else ckpt["meta"].update({k: v})
+    (tmp_path / "run").mkdir()
+    torch.save(ckpt, tmp_path / "run" / "latest.pt")
+    expect_error(capsys, ["--data-dir", data_dir, "--out", str(tmp_path / "run"), *TINY, "--stage", "0..1", "--resume"],
+                 f"latest.pt: {message}")
+
+
 def test_resume_flag_lists_cover_every_flag(data_dir, stage0_run):
     """Every train.py argument is either part of the model's identity, fixed on resume, or
     free; changing only free ones (device, threads, scoring, context) resumes."""

@@ -567,14 +567,20 @@ _GPT2_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}
 # ---------------------------------------------------------------------- checkpoints and devices
 
 def pick_device(name="auto"):
-    """'auto' picks cuda, then mps, then cpu; any other name is used as given."""
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    """'auto' picks cuda, then mps, then cpu; any other name must be a device this machine
+    has (checked here, so that a typo is not blamed on the checkpoint or data later)."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r}: not a device (auto, cpu, cuda, cuda:1, mps)") from None
+    have = {"cpu": True, "mps": mps,
+            "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()}
+    if not have.get(device.type, False):
+        raise ValueError(f"--device {name!r}: this machine has no such device")
+    return name
 
 
 def save_checkpoint(path, model, meta, extra=None):

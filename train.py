@@ -118,8 +118,36 @@ def parse_args(argv=None):
     if args.shuffle_facts is None:
         args.shuffle_facts = args.dataset in SIZES
     args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
+    check_args(args)
     args.first, args.last = parse_stages(args.stage, args.max_stage)
     return args
+
+
+def check_args(args):
+    """Refuse, before any work and in one line naming the flag, a value that would crash
+    later, silently train nothing, or fail only after an epoch."""
+    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
+    for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage",
+              "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads"):
+        if getattr(args, k) is not None and getattr(args, k) < 1:
+            raise ValueError(f"{flag(k)} {getattr(args, k)}: must be at least 1")
+    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip"):
+        if getattr(args, k) < 0:
+            raise ValueError(f"{flag(k)} {getattr(args, k)}: must not be negative")
+    for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"), ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"),
+                        ("beta2", 0 <= args.beta2 < 1, "[0, 1)")):
+        if not ok:
+            raise ValueError(f"{flag(k)} {getattr(args, k)}: must be in {want}")
+    if args.n_embd % args.n_head:
+        raise ValueError(f"--n-head {args.n_head}: must divide --n-embd {args.n_embd}")
+    if args.pos_emb == "rope" and args.n_embd // args.n_head % 2:
+        raise ValueError(f"--n-head {args.n_head}: rotary positions need an even head size, not {args.n_embd // args.n_head}")
+    pick_device(args.device)
+    here = os.path.abspath(args.out)  # the run folder, or the nearest part of its path that exists
+    while not os.path.exists(here):
+        here = os.path.dirname(here)
+    if not os.path.isdir(here):
+        raise ValueError(f"--out {args.out}: {here} is a file, not a folder")
 
 
 def parse_stages(text, max_stage):

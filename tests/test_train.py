@@ -230,6 +230,42 @@ def test_resume_flag_lists_cover_every_flag(data_dir, stage0_run):
     assert [h["stage"] for h in history] == [0]
 
 
+BAD_FLAGS = [
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--batch-size", "-4"], "--batch-size -4: must be at least 1"),
+    (["--grad-accum", "0"], "--grad-accum 0: must be at least 1"),
+    (["--c-thought", "0"], "--c-thought 0: must be at least 1"),
+    (["--max-stage", "-1"], "--max-stage -1: must not be negative"),
+    (["--n-head", "3"], "--n-head 3: must divide --n-embd 32"),
+    (["--n-head", "32"], "--n-head 32: rotary positions need an even head size, not 1"),
+    (["--device", "nonsense"], "--device 'nonsense': not a device"),
+    (["--threads", "-1"], "--threads -1: must be at least 1"),
+    (["--train-frac", "0"], "--train-frac 0.0: must be in (0, 1]"),
+    (["--train-frac", "1.5"], "--train-frac 1.5: must be in (0, 1]"),
+    (["--eval-n", "0"], "--eval-n 0: must be at least 1"),
+    (["--eval-n", "-3"], "--eval-n -3: must be at least 1"),
+    (["--max-new-tokens", "0"], "--max-new-tokens 0: must be at least 1"),
+    (["--stage0-epochs", "0"], "--stage0-epochs 0: must be at least 1"),
+    (["--epochs-per-stage", "0"], "--epochs-per-stage 0: must be at least 1"),
+    (["--final-epochs", "0"], "--final-epochs 0: must be at least 1"),
+    (["--mix-prob", "-0.1"], "--mix-prob -0.1: must be in [0, 1]"),
+    (["--mix-prob", "1.5"], "--mix-prob 1.5: must be in [0, 1]"),
+    (["--out", "FILE"], "is a file, not a folder"),
+    (["--out", "FILE/run"], "is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_flags_are_refused_before_any_work(data_dir, tmp_path, capsys, flags, message):
+    """A flag value that would crash later (a division by zero, an assertion, a bad device),
+    train nothing, or fail after an epoch (--out is a file) is one line naming the flag, at
+    parse time: nothing is written."""
+    (tmp_path / "FILE").write_text("not a folder")
+    flags = [str(tmp_path / f) if f.startswith("FILE") else f for f in flags]
+    expect_error(capsys, ["--data-dir", data_dir, "--out", str(tmp_path / "run"), *TINY, "--stage", "0", *flags], message)
+    assert sorted(os.listdir(tmp_path)) == ["FILE"]
+
+
 def test_pretrained_path_with_gpt2_tokenizer(data_dir, tmp_path):
     """--model gpt2 --init FILE: GPT-2-format weights (the real 50257-token vocabulary, a
     tiny body) load, gain the 4 new tokens as copies of '<<', and train a stage with

@@ -201,17 +201,20 @@ def load_data(args, enc=None):
     from the training split unless a checkpoint's tokenizer is given."""
     splits = {s: data.load_split(args.dataset, s, args.data_dir) for s in ("train", "valid", "test")}
     enc = enc or data.get_encoding(args.tokenizer, splits["train"])
-    out = {}
-    for split, records in splits.items():
-        exs = [data.tokenize(enc, r) for r in records]
-        longest = args.max_stage * args.c_thought + 2  # thoughts and markers at the widest
-        for i, ex in enumerate(exs):
+    out = {split: [(r, data.tokenize(enc, r)) for r in records] for split, records in splits.items()}
+    check_context(args, out)
+    return enc, out
+
+
+def check_context(args, splits, source="--block-size"):
+    """Every example, with the most thoughts and markers a stage adds, fits the context."""
+    longest = args.max_stage * args.c_thought + 2  # thoughts and markers at the widest
+    for split, pairs in splits.items():
+        for i, (_, ex) in enumerate(pairs):
             n = len(ex["question"]) + sum(map(len, ex["steps"])) + len(ex["answer"]) + longest
             if n > args.block_size:
                 raise data.DataError(f"{os.path.join(args.data_dir, f'{args.dataset}_{split}.json')}: record {i}: "
-                                     f"{n} tokens exceed the model's context of {args.block_size} (--block-size)")
-        out[split] = list(zip(records, exs))
-    return enc, out
+                                     f"{n} tokens exceed the model's context of {args.block_size} ({source})")
 
 
 def new_model(args, enc):
@@ -223,8 +226,6 @@ def new_model(args, enc):
         if model.config.vocab_size != base:
             raise ValueError(f"{args.init or 'gpt2'}: weights have a {model.config.vocab_size}-token vocabulary, "
                              f"GPT-2's tokenizer has {base}")
-        if model.config.block_size < args.block_size:
-            args.block_size = model.config.block_size
         # new special tokens start as copies of '<<' (as in the reference setup), not random
         src = data.encode(enc, "<<")[0]
         model.resize_vocab(enc.n_vocab, [src] * (enc.n_vocab - model.config.vocab_size))
@@ -342,7 +343,9 @@ def train(args):
         model = new_model(args, enc)
     elif model.config.vocab_size != enc.n_vocab:
         raise ValueError(f"{path}: the model's vocabulary of {model.config.vocab_size} is not its tokenizer's {enc.n_vocab}")
-    args.block_size = model.config.block_size
+    if model.config.block_size != args.block_size:  # the weights bring their own context: check the data again
+        args.block_size = model.config.block_size
+        check_context(args, splits, path if ckpt else f"the position table of {args.init or 'gpt2'}")
     model.to(device)
     log(f"model: {args.model}, {model.num_params() / 1e6:.2f}M parameters, vocab {enc.n_vocab}, device {device}"
         f"{f', {world} processes' if ddp else ''}")

@@ -266,6 +266,39 @@ def test_bad_flags_are_refused_before_any_work(data_dir, tmp_path, capsys, flags
     assert sorted(os.listdir(tmp_path)) == ["FILE"]
 
 
+@pytest.mark.parametrize("source", ["init", "checkpoint"])
+def test_data_checked_against_the_weights_context(data_dir, stage0_run, tmp_path, capsys, monkeypatch, source):
+    """The model's real context comes from the weights (GPT-2's wpe rows with --init, the
+    config of the checkpoint a stage starts from), not from --block-size: data longer than
+    it is one line naming the weights before training, not an assertion mid-epoch."""
+    out = tmp_path / "run"
+    if source == "init":  # a GPT-2-format file with a 32-position table, and a byte-level stand-in for GPT-2's BPE
+        import data
+        import tiktoken
+        from model import GPT, GPTConfig
+        from test_model import hub_layout, write_safetensors
+        base = tiktoken.Encoding("gpt2", pat_str=data.WORDS_PATTERN, special_tokens={data.EOS: 256},
+                                 mergeable_ranks={bytes([b]): b for b in range(256)})
+        monkeypatch.setattr(data.tiktoken, "get_encoding", lambda name: base)
+        torch.manual_seed(0)
+        weights = tmp_path / "model.safetensors"
+        write_safetensors(weights, hub_layout(GPT(GPTConfig(block_size=32, vocab_size=257, n_layer=1, n_head=1, n_embd=16))))
+        argv = ["--data-dir", data_dir, "--model", "gpt2", "--init", str(weights), "--grad-accum", "1", "--stage", "0"]
+        message = f"tokens exceed the model's context of 32 (the position table of {weights})"
+    else:  # stage 1 from a stage0.pt of context 512, on data with longer questions
+        long = tmp_path / "long"
+        long.mkdir()
+        for split in ("train", "valid", "test"):
+            recs = json.loads(open(os.path.join(data_dir, f"prosqa_{split}.json")).read())
+            (long / f"prosqa_{split}.json").write_text(json.dumps([dict(r, question=r["question"] * 8) for r in recs]))
+        out.mkdir()
+        (out / "stage0.pt").write_bytes((stage0_run / "stage0.pt").read_bytes())
+        argv = ["--data-dir", str(long), "--stage", "1"]
+        message = f"tokens exceed the model's context of 512 ({out / 'stage0.pt'})"
+    expect_error(capsys, [*TINY, "--out", str(out), "--block-size", "1000000", *argv], message)
+    assert not (out / "latest.pt").exists()
+
+
 def test_pretrained_path_with_gpt2_tokenizer(data_dir, tmp_path):
     """--model gpt2 --init FILE: GPT-2-format weights (the real 50257-token vocabulary, a
     tiny body) load, gain the 4 new tokens as copies of '<<', and train a stage with

@@ -456,12 +456,30 @@ def format_summary(rows):
     return "\n".join(lines)
 
 
+def resume_hint(args, since):
+    """Where an interrupted run can go on: latest.pt, if this run wrote it (after `since`) or
+    resumed from it; read without its tensors (mmap), so Ctrl-C answers at once."""
+    latest = os.path.join(args.out, "latest.pt") if args else ""
+    if os.path.exists(latest) and (args.resume or os.path.getmtime(latest) >= since):
+        try:
+            m = torch.load(latest, map_location="cpu", mmap=True, weights_only=True)["meta"]
+            return f"resume with --resume from {latest} (saved after stage {m['stage']} epoch {m['epoch']})"
+        except Exception:  # not readable after all: say nothing about it
+            pass
+    return "nothing was saved yet; run the same command again to start over"
+
+
 def main(argv=None):
+    args, since = None, time.time()
     try:
-        return train(parse_args(argv))[1]
+        args = parse_args(argv)
+        return train(args)[1]
     except (ValueError, OSError) as e:  # bad input or a failed download: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except KeyboardInterrupt:  # Ctrl-C: one line saying where the run can go on
+        print(f"\ninterrupted: {resume_hint(args, since)}", file=sys.stderr)
+        raise SystemExit(130)  # 128 + SIGINT, as a shell reports it
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def test_resume_mid_stage(data_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # as if Ctrl-C came right after this write
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit):
         run(data_dir, tmp_path / "cut", "--stage", "0..1", "--epochs-per-stage", "2")
     monkeypatch.undo()
     assert not (tmp_path / "cut" / "stage1.pt").exists()
@@ -94,6 +94,37 @@ def test_resume_mid_stage(data_dir, tmp_path, monkeypatch):
     assert [(h["stage"], h["epoch"]) for h in history] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     a, b = weights(tmp_path / "full" / "stage1.pt"), weights(tmp_path / "cut" / "stage1.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("when", ["after the first save", "before any save"])
+def test_ctrl_c_says_where_to_resume(data_dir, tmp_path, capsys, monkeypatch, when):
+    """Ctrl-C during training ends with one line saying where the run can be resumed from
+    (or that nothing was saved yet) and exit code 130, not a KeyboardInterrupt traceback."""
+    save = train.save_checkpoint
+
+    def save_then_interrupt(path, model, meta, extra=None):
+        save(path, model, meta, extra)
+        raise KeyboardInterrupt  # as if Ctrl-C came right after the first write of latest.pt
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if when == "after the first save":
+        monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    else:
+        monkeypatch.setattr(train, "epoch_batches", interrupt)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    try:
+        with pytest.raises(SystemExit) as e:
+            run(data_dir, out, "--stage", "0", "--epochs-per-stage", "2")
+    except KeyboardInterrupt:  # would stop the whole test session
+        pytest.fail("KeyboardInterrupt escaped train.main")
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and "Traceback" not in err
+    want = (f"interrupted: resume with --resume from {out / 'latest.pt'} (saved after stage 0 epoch 1)"
+            if when == "after the first save" else "interrupted: nothing was saved yet")
+    assert err.strip().splitlines()[-1].startswith(want), err
 
 
 def ddp_worker(rank, world, port, data_dir, out):

@@ -62,9 +62,8 @@ RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2
                 "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init")
-
-
-RUN_META = {"args": dict, "stage": int, "epoch": int, "stage_done": bool, "history": list, "tokenizer": dict}  # what train() saves
+# the metadata train() saves with every checkpoint, checked when one is read back
+RUN_META = {"args": dict, "stage": int, "epoch": int, "stage_done": bool, "history": list, "tokenizer": dict}
 
 
 def parse_args(argv=None):
@@ -134,8 +133,8 @@ def check_args(args):
     for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip"):
         if getattr(args, k) < 0:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must not be negative")
-    for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"), ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"),
-                        ("beta2", 0 <= args.beta2 < 1, "[0, 1)")):
+    for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"),
+                        ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"), ("beta2", 0 <= args.beta2 < 1, "[0, 1)")):
         if not ok:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be in {want}")
     if args.n_embd % args.n_head:

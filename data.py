@@ -63,10 +63,20 @@ def load_split(dataset: str, split: str, data_dir: str = "data") -> list[dict]:
     if not os.path.exists(path):
         hint = f"; create it with: python data.py prepare {dataset}" if dataset in SOURCES else ""
         raise DataError(f"{path}: file not found{hint}")
-    with open(path, encoding="utf-8") as f:
-        records = parse_json(f.read(), path)
+    records = parse_json(read_text(path), path)
     check_records(records, path)
     return records
+
+
+def read_text(path: str) -> str:
+    """The text of a UTF-8 file, or one DataError line naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except OSError as e:  # a folder, no permission, ...
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
 
 
 def parse_json(text: str, path: str):
@@ -74,12 +84,16 @@ def parse_json(text: str, path: str):
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 def check_records(records, source: str) -> None:
     """Raise DataError at the first record that is not {question: str, steps: [str], answer: str}."""
     if not isinstance(records, list):
         raise DataError(f"{source}: expected a JSON list of records, got a {type(records).__name__}")
+    if not records:
+        raise DataError(f"{source}: no records (an empty split)")
     for i, record in enumerate(records):
         where = f"{source}: record {i}"
         if not isinstance(record, dict):
@@ -195,13 +209,23 @@ def encoding_state(enc: tiktoken.Encoding) -> dict:
     raise ValueError(f"encoding {enc.name!r} was not made by data.get_encoding")
 
 
-def encoding_from_state(state: dict) -> tiktoken.Encoding:
-    """Rebuild the encoding saved by encoding_state, with identical token ids."""
-    if state.get("name") == "gpt2":
+def encoding_from_state(state: dict, source: str = "tokenizer state") -> tiktoken.Encoding:
+    """Rebuild the encoding saved by encoding_state, with identical token ids. The state is
+    read from a checkpoint file (source), so a malformed one is a ValueError naming it."""
+    name = state.get("name") if isinstance(state, dict) else None
+    if name == "gpt2":
         return gpt2_encoding()
-    if state.get("name") == "words":
-        return words_encoding(state["pieces"], state.get("pattern", WORDS_PATTERN))
-    raise ValueError(f"unknown encoding state {state.get('name')!r}: expected 'gpt2' or 'words'")
+    if name == "words":
+        pieces, pattern = state.get("pieces"), state.get("pattern", WORDS_PATTERN)
+        if isinstance(pieces, list) and all(isinstance(p, str) for p in pieces) and isinstance(pattern, str) \
+                and len(set(pieces)) == len(pieces):
+            try:
+                if all(len(p.encode()) > 1 for p in pieces):
+                    return words_encoding(pieces, pattern)
+            except ValueError:  # a piece that is not UTF-8, or a pattern tiktoken cannot compile
+                pass
+        raise ValueError(f"{source}: bad 'words' tokenizer: expected distinct pieces of 2+ UTF-8 bytes and a regex")
+    raise ValueError(f"{source}: unknown tokenizer {name!r}: expected 'gpt2' or 'words'")
 
 
 def special_ids(enc: tiktoken.Encoding) -> Specials:
@@ -268,6 +292,8 @@ def gsm8k_from_lines(lines, source: str) -> list[dict]:
             raise DataError(f"{where}: empty question or answer")
         records.append({"question": question.strip(), "steps": GSM8K_STEP.findall(chain),
                         "answer": answer.strip()})
+    if not records:
+        raise DataError(f"{source}: no records (an empty split would be written)")
     return records
 
 
@@ -306,8 +332,7 @@ def read_raw(dataset: str, raw_dir: str, name: str) -> str:
     path = os.path.join(raw_dir, name)
     if not os.path.exists(path):
         raise DataError(f"{path}: raw file not found (download it from {SOURCES[dataset][name]})")
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    return read_text(path)
 
 
 def convert(dataset: str, raw_dir: str) -> dict[str, list[dict]]:
@@ -369,7 +394,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     try:
         counts = prepare(args.dataset, args.data_dir, args.raw_dir)
-    except DataError as e:
+    except (ValueError, OSError) as e:  # DataError is a ValueError; OSError: the JSON files could not be written
         sys.exit(f"error: {e}")
     for split, n in counts.items():
         print(f"{os.path.join(args.data_dir, f'{args.dataset}_{split}.json')}: {n} records")

@@ -19,9 +19,11 @@ loading is a short mapping, not a translation table.
 import json
 import math
 import os
+import pickle
+import re
 import struct
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -39,6 +41,22 @@ class GPTConfig:
     bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm
     ln_eps: float = 1e-5  # GPT-2's layer-norm epsilon
     pos_emb: str = "learned"  # "learned": GPT-2's absolute table wpe; "rope": rotary (relative) positions
+
+    def __post_init__(self):
+        # a config can come from a checkpoint file: refuse, in one line, one no model can have
+        for k in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            if type(getattr(self, k)) is not int or getattr(self, k) < 1:
+                raise ValueError(f"{k} must be a positive integer, not {getattr(self, k)!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
+        if self.pos_emb not in ("learned", "rope"):
+            raise ValueError(f"pos_emb must be 'learned' or 'rope', not {self.pos_emb!r}")
+        if self.pos_emb == "rope" and self.head_size % 2:
+            raise ValueError(f"rotary positions need an even head size, not {self.head_size}")
+        if type(self.dropout) not in (int, float) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
+        if type(self.ln_eps) not in (int, float) or not self.ln_eps > 0 or type(self.bias) is not bool:
+            raise ValueError(f"ln_eps must be > 0 and bias a bool, not {self.ln_eps!r} and {self.bias!r}")
 
     @property
     def head_size(self):
@@ -181,11 +199,7 @@ def attention_mask(T_new, T_past, key_mask, device):
 class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
-        if config.pos_emb not in ("learned", "rope"):
-            raise ValueError(f"pos_emb must be 'learned' or 'rope', not {config.pos_emb!r}")
-        if config.pos_emb == "rope" and config.head_size % 2:
-            raise ValueError(f"rotary positions need an even head size, not {config.head_size}")
-        self.config = config
+        self.config = config  # checked by GPTConfig itself
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
@@ -344,15 +358,32 @@ class GPT(nn.Module):
         for key in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight"):
             if key not in sd:
                 raise ValueError(f"{path}: missing tensor '{key}': not a GPT-2 weights file")
-        n_layer = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("h."))
-        vocab, C = sd["wte.weight"].shape
-        cfg_json = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+        # The file is untrusted: every size below is read from it, so check that the tensors agree
+        # before a model of that size is built (one stray 'h.10000000...' name is 10M layers).
+        layers = set()
+        for k in sd:
+            if k.startswith("h."):
+                i = k.split(".")[1]
+                if not (i.isascii() and i.isdigit() and len(i) < 10):
+                    raise ValueError(f"{path}: tensor '{k}': '{i}' is not a layer number")
+                layers.add(int(i))
+        n_layer = 1 + max(layers)
+        if len(layers) != n_layer:
+            raise ValueError(f"{path}: layers must be numbered 0..n-1 without gaps, but {len(layers)} layers "
+                             f"are numbered up to h.{n_layer - 1}")
+        wte, wpe = sd["wte.weight"], sd["wpe.weight"]
+        if wte.dim() != 2 or wpe.dim() != 2 or 0 in wte.shape + wpe.shape or wte.shape[1] != wpe.shape[1]:
+            raise ValueError(f"{path}: wte.weight {tuple(wte.shape)} and wpe.weight {tuple(wpe.shape)} must be "
+                             f"(vocabulary, width) and (context, width) tables of the same width")
+        (vocab, C), cfg_json = wte.shape, os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
         if n_head is None and os.path.exists(cfg_json):
-            with open(cfg_json) as f:
-                n_head = json.load(f).get("n_head")
+            n_head = config_n_head(cfg_json)
         n_head = n_head or max(1, C // 64)  # every released GPT-2 has head size 64
-        config = GPTConfig(block_size=sd["wpe.weight"].shape[0], vocab_size=vocab,
-                           n_layer=n_layer, n_head=n_head, n_embd=C)
+        try:
+            config = GPTConfig(block_size=wpe.shape[0], vocab_size=vocab, n_layer=n_layer, n_head=n_head, n_embd=C)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        check_state(path, config, sd, gpt2_layout=True)
         model = cls(config)
         model.load_gpt2_state(sd, path)
         return model
@@ -378,6 +409,60 @@ class GPT(nn.Module):
                 dst.copy_(src)
 
 
+def config_n_head(path):
+    """n_head from the config.json beside a weights file, or None if it names none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or bad UTF-8
+        raise ValueError(f"{path}: not a readable JSON config ({type(e).__name__})") from None
+    n_head = cfg.get("n_head") if isinstance(cfg, dict) else None
+    if n_head is not None and (type(n_head) is not int or n_head < 1):
+        raise ValueError(f"{path}: n_head must be a positive integer, not {n_head!r}")
+    return n_head
+
+
+def check_state(path, config, found, gpt2_layout=False):
+    """Check a file's tensors `found` against the model `config` implies, before that model is
+    built: a crafted config or tensor set must not make us allocate more than the file holds.
+    Shapes come from a one-layer model on the meta device (no memory); layer i repeats layer 0.
+    gpt2_layout: the released files' names and shapes (no 'transformer.' prefix, no lm_head,
+    Conv1D weights transposed, wte not padded)."""
+    with torch.device("meta"):
+        one = GPT(replace(config, n_layer=1)).state_dict()
+    fixed, layer = {}, {}
+    for k, v in one.items():
+        shape = tuple(v.shape)
+        if gpt2_layout:
+            if k == "lm_head.weight":
+                continue
+            k = k.removeprefix("transformer.")
+            shape = shape[::-1] if k.endswith(_CONV1D) else (config.vocab_size, shape[1]) if k == "wte.weight" else shape
+        (layer if "h.0." in k else fixed)[k] = shape
+    # 1. every tensor in order, stopping at the first missing one: a config of a million layers
+    #    stops at the first layer the file lacks, so this loop never runs past the file's tensors
+    n = 0
+    for i in range(-1, config.n_layer):
+        for k, shape in (fixed if i < 0 else layer).items():
+            k = k if i < 0 else k.replace("h.0.", f"h.{i}.", 1)
+            if k not in found:
+                raise ValueError(f"{path}: missing tensor '{k}'")
+            if tuple(found[k].shape) != shape:
+                raise ValueError(f"{path}: tensor '{k}' has shape {tuple(found[k].shape)}, expected {shape}")
+            n += 1
+    if n != len(found):  # every expected name is there, so the rest are extra
+        expected = set(fixed) | {k.replace("h.0.", f"h.{i}.", 1) for k in layer for i in range(config.n_layer)}
+        raise ValueError(f"{path}: unexpected tensor '{sorted(set(found) - expected)[0]}'")
+    # 2. the model must fit in the file: tensors that share bytes (or a broadcast view) can have
+    #    every shape right and still claim many times the file's size
+    n_values = sum(math.prod(s) for k, s in fixed.items() if k != "lm_head.weight") \
+        + config.n_layer * sum(map(math.prod, layer.values()))  # lm_head is tied to wte: stored once
+    size = os.path.getsize(path)
+    if n_values * min(t.element_size() for t in found.values()) > size:
+        raise ValueError(f"{path}: its tensors hold {n_values:,} values, more than the file's {size:,} bytes "
+                         f"can store (tensors that share their data?)")
+
+
 def check_tensor_names(path, expected, found):
     """One-line error naming the first tensor missing from, or unexpected in, a weights file."""
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
@@ -397,7 +482,9 @@ _MAX_HEADER = 100 * 1024 * 1024  # the format's own cap on the JSON header
 def read_safetensors(path):
     """Read a .safetensors file: 8-byte little-endian header length N, N bytes of JSON
     {name: {dtype, shape, data_offsets: [begin, end]}}, then the raw little-endian data.
-    Every number in the header is checked against the file before anything is allocated."""
+    Every number in the header is checked against the file before anything is allocated, and
+    no two tensors may share bytes (the format forbids it; shared bytes could claim many times
+    the file's size in memory)."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -410,9 +497,11 @@ def read_safetensors(path):
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: header is not valid JSON ({e})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: header is not a safetensors header (JSON nested too deeply)") from None
         if not isinstance(header, dict):
             raise ValueError(f"{path}: header is not a JSON object")
-        data_len, out = size - 8 - n, {}
+        data_len, entries = size - 8 - n, []
         for name, info in header.items():
             if name == "__metadata__":
                 continue
@@ -420,21 +509,30 @@ def read_safetensors(path):
                 dtype_name, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
             except (TypeError, KeyError, ValueError):
                 raise ValueError(f"{path}: tensor '{name}' has a malformed header entry") from None
-            if dtype_name not in _SAFETENSORS_DTYPES:
-                raise ValueError(f"{path}: tensor '{name}' has unknown dtype '{dtype_name}'")
+            if not isinstance(dtype_name, str) or dtype_name not in _SAFETENSORS_DTYPES:
+                raise ValueError(f"{path}: tensor '{name}' has unknown dtype {dtype_name!r}")
             dtype = _SAFETENSORS_DTYPES[dtype_name]
-            if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-                raise ValueError(f"{path}: tensor '{name}' has an invalid shape {shape}")
-            if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_len):
+            if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2 ** 63 for d in shape)):
+                raise ValueError(f"{path}: tensor '{name}' has an invalid shape {str(shape)[:80]}")
+            if not (type(begin) is int and type(end) is int and 0 <= begin <= end <= data_len):
                 raise ValueError(f"{path}: tensor '{name}' data offsets [{begin}, {end}] lie outside "
                                  f"the {data_len} bytes of data")
             nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
             if end - begin != nbytes:
                 raise ValueError(f"{path}: tensor '{name}' spans {end - begin} bytes, "
                                  f"but {dtype_name}{shape} needs {nbytes}")
+            entries.append((begin, end, name, dtype, shape))
+        last_end, last = 0, None
+        for begin, end, name, *_ in sorted(entries, key=lambda e: e[:2]):
+            if begin < end:  # empty tensors hold no bytes
+                if begin < last_end:
+                    raise ValueError(f"{path}: tensors '{last}' and '{name}' overlap in the data")
+                last_end, last = end, name
+        out = {}
+        for begin, end, name, dtype, shape in entries:
             f.seek(8 + n + begin)
-            buf = bytearray(f.read(nbytes))
-            t = torch.frombuffer(buf, dtype=dtype) if nbytes else torch.empty(0, dtype=dtype)
+            buf = bytearray(f.read(end - begin))
+            t = torch.frombuffer(buf, dtype=dtype) if end > begin else torch.empty(0, dtype=dtype)
             out[name] = t.reshape(shape)
     return out
 
@@ -469,14 +567,20 @@ _GPT2_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}
 # ---------------------------------------------------------------------- checkpoints and devices
 
 def pick_device(name="auto"):
-    """'auto' picks cuda, then mps, then cpu; any other name is used as given."""
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    """'auto' picks cuda, then mps, then cpu; any other name must be a device this machine
+    has (checked here, so that a typo is not blamed on the checkpoint or data later)."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r}: not a device (auto, cpu, cuda, cuda:1, mps)") from None
+    have = {"cpu": True, "mps": mps,
+            "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()}
+    if not have.get(device.type, False):
+        raise ValueError(f"--device {name!r}: this machine has no such device")
+    return name
 
 
 def save_checkpoint(path, model, meta, extra=None):
@@ -489,25 +593,43 @@ def save_checkpoint(path, model, meta, extra=None):
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, device="cpu"):
+def load_checkpoint(path, device="cpu", meta=None):
     """(model, checkpoint dict) from save_checkpoint's file, with one-line errors for a
-    missing, corrupt or mismatched file. Loads with weights_only=True: no pickled code."""
+    missing, corrupt or mismatched file. Loads with weights_only=True: no pickled code. The
+    file is untrusted, so its config is checked against the stored tensors before a model is
+    built. meta: {key: type} that the checkpoint's metadata must hold (train.py's runs)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises many types for a damaged file
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({load_error(e)})") from None
     if not isinstance(ckpt, dict) or not {"model", "config", "meta"} <= set(ckpt):
         raise ValueError(f"{path}: not a nanoCoconut checkpoint (expected keys model, config, meta)")
+    sd = ckpt["model"]
+    if not (isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) and v.is_floating_point()
+                                                and v.layout == torch.strided for v in sd.values())):
+        raise ValueError(f"{path}: not a nanoCoconut checkpoint ('model' is not a dict of dense float tensors)")
     try:
-        model = GPT(GPTConfig(**ckpt["config"]))
+        config = GPTConfig(**ckpt["config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad model config in checkpoint ({e})") from None
-    ours = model.state_dict()
-    check_tensor_names(path, ours, ckpt["model"])
-    for k, v in ckpt["model"].items():
-        if v.shape != ours[k].shape:
-            raise ValueError(f"{path}: tensor '{k}' has shape {tuple(v.shape)}, config says {tuple(ours[k].shape)}")
-    model.load_state_dict(ckpt["model"])
+    check_state(path, config, sd)
+    for k, kind in (meta or {}).items():
+        if not isinstance(ckpt["meta"], dict) or not isinstance(ckpt["meta"].get(k), kind):
+            raise ValueError(f"{path}: checkpoint meta lacks '{k}' (a {kind.__name__}): not written by train.py?")
+    model = GPT(config)
+    model.load_state_dict(sd)
     return model.to(device), ckpt
+
+
+def load_error(e):
+    """torch.load's error in a few words: its first line or, for an object that weights_only
+    refuses, what it is (not torch's advice to load the file unsafely)."""
+    text = str(e).strip()
+    refused = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|$)", text, re.M)
+    if refused:
+        return f"holds an object that is not plain data: {refused.group(1)[:200]}"
+    if isinstance(e, pickle.UnpicklingError) and "weights_only" in text:
+        return "holds an object that is not plain data"
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else f"{type(e).__name__}: empty or cut short"

@@ -57,7 +57,10 @@ def search_probs(model, enc, sp, ex, plan, person, K):
     forced = encode(enc, "### " + person + " is a")
     prompts = [coconut.prompt_of(*coconut.layout(ex, sp, **{**plan, "n_thoughts": k})) + forced
                for k in range(K + 1)]
-    check_fits(prompts[-1], model.config.block_size, "the latent search prompt")
+    width = coconut.collate(prompts, sp).ids.size(1)  # rows align at their first thought: wider than any one prompt
+    if width > model.config.block_size:
+        raise ValueError(f"the latent search batch is {width} tokens wide (its rows aligned at their first thought); "
+                         f"the model's context (block_size) is {model.config.block_size}: use --no-search or a smaller --latent")
     return list(coconut.next_token_probs(model, prompts, sp))  # one batch: row k has k thoughts
 
 
@@ -113,11 +116,14 @@ def show_question(model, enc, sp, rec, plan, args, title):
     """Answer one record and print it: question, thought probes, output, verdict, search view."""
     ex = tokenize(enc, rec)
     prompt = coconut.prompt_of(*coconut.layout(ex, sp, **plan))
-    check_fits(prompt, model.config.block_size, "--question" if args.question else title)
+    check_fits(prompt, model.config.block_size, "--question" if args.question is not None else title)
+    n_latent, n_pause = prompt.count(sp.latent), prompt.count(sp.pause)
+    search = None  # computed first: its batch is wider than the prompt, so it may be the part that does not fit
+    if args.question is None and not args.no_search and "edges" in rec and plan["method"] not in THOUGHTLESS:
+        search = search_probs(model, enc, sp, ex, plan, rec["idx_to_symbol"][rec["root"]], n_latent + n_pause)
     out = coconut.evaluate(model, [(rec, ex)], enc, sp, plan, max_new_tokens=args.max_new_tokens)["outputs"][0]
     print(f"== {title} ==")
     print(wrap("question", rec["question"]))
-    n_latent, n_pause = prompt.count(sp.latent), prompt.count(sp.pause)
     if n_latent:
         print(f"thoughts: {n_latent}, each read through the LM head (top {args.topk})")
         for i, top in enumerate(coconut.probe_thoughts(model, prompt, sp, args.topk), 1):
@@ -126,14 +132,13 @@ def show_question(model, enc, sp, rec, plan, args, title):
         print(f"thoughts: none ({n_pause} <|pause|> tokens in the prompt instead)")
     print(wrap("output", out["output"]))
     answer = extract_answer(out["output"])
-    if args.question:
+    if args.question is not None:
         print(wrap("answer", answer or "(no '###' in the output)"))
     else:
         verdict = "✓ correct" if out["correct"] else f"✗ wrong (expected: {rec['answer'].strip()})"
         print(wrap("answer", f"{answer or '(none)'}  {verdict}"))
-    if not args.question and not args.no_search and "edges" in rec and plan["method"] not in THOUGHTLESS:
-        person = rec["idx_to_symbol"][rec["root"]]
-        print(search_table(rec, search_probs(model, enc, sp, ex, plan, person, n_latent + n_pause), enc))
+    if search is not None:
+        print(search_table(rec, search, enc))
     print()
 
 
@@ -169,27 +174,48 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.latent is not None and args.latent < 0:
-        parser.error("--latent must be >= 0")
-    for flag in ("n", "batch_size", "max_new_tokens", "topk"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
     try:
+        check_flags(args)
         run(args)
     except (OSError, ValueError) as e:  # data.DataError is a ValueError; OSError covers missing files
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 
+def check_flags(args):
+    """One line for a flag value that cannot work (argparse's own errors add a usage line)."""
+    if args.latent is not None and args.latent < 0:
+        raise ValueError("--latent must be >= 0")
+    for flag in ("n", "batch_size", "max_new_tokens", "topk"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.question is not None and not args.question.strip():  # nothing to answer, and nothing to grade
+        raise ValueError("--question is empty")
+
+
+RUN_ARGS = {"method": str, "dataset": str, "c_thought": int, "max_stage": int, "pad_latent_to_max": bool}
+
+
+def check_run_args(path, targs, stage):
+    """The training arguments sampling reads from the checkpoint (an untrusted file), checked."""
+    for k, kind in RUN_ARGS.items():
+        if not isinstance(targs.get(k), kind):
+            raise ValueError(f"{path}: checkpoint args lack '{k}' (a {kind.__name__}): not written by train.py?")
+    if targs["method"] not in coconut.METHODS or targs["c_thought"] < 1 or targs["max_stage"] < 0 or stage < 0:
+        raise ValueError(f"{path}: checkpoint has method {targs['method']!r}, c_thought {targs['c_thought']}, "
+                         f"max_stage {targs['max_stage']}, stage {stage}: not a run train.py can make")
+
+
 def run(args):
     """Load the checkpoint, then answer --question, show --n questions of the split, or --eval it."""
     path = args.ckpt or os.path.join("out", f"{args.dataset}-{args.method}", "latest.pt")
-    model, ckpt = load_checkpoint(path, pick_device(args.device))
+    model, ckpt = load_checkpoint(path, pick_device(args.device), meta={"args": dict, "stage": int, "tokenizer": dict})
     model.eval()
     meta = ckpt["meta"]
-    if not isinstance(meta, dict) or not {"args", "stage", "tokenizer"} <= set(meta):
-        raise ValueError(f"{path}: checkpoint meta lacks args, stage or tokenizer (not written by train.py?)")
     targs, stage = meta["args"], meta["stage"]
-    enc = encoding_from_state(meta["tokenizer"])
+    check_run_args(path, targs, stage)
+    enc = encoding_from_state(meta["tokenizer"], path)
+    if enc.n_vocab != model.config.vocab_size:
+        raise ValueError(f"{path}: the tokenizer has {enc.n_vocab} tokens, the model {model.config.vocab_size}")
     sp = special_ids(enc)
     args.max_new_tokens = args.max_new_tokens or targs.get("max_new_tokens", 64)
     latent = args.latent

@@ -63,6 +63,21 @@ CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on 2 CPU cores this co
             "(chance 50%) in 24 min. The laptop-scale demo: python train.py --dataset prosqa-small")
 
 
+# What --resume may change. check_same_model refuses another model or method (SAME_MODEL).
+# An exact resume (the weights of an uninterrupted run) also needs every flag that changes the
+# training numbers or data to match the checkpoint's (RESUME_FIXED). The rest only say where
+# and how fast the run goes, what is scored, and which stages run (RESUME_FREE); the model's
+# shape and context come from the checkpoint, so --block-size and --init are ignored there.
+SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb")
+RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
+                "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
+                "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype")
+RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
+               "block_size", "init")
+# the metadata train() saves with every checkpoint, checked when one is read back
+RUN_META = {"args": dict, "stage": int, "epoch": int, "stage_done": bool, "history": list, "tokenizer": dict}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train Coconut through its curriculum.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -116,8 +131,36 @@ def parse_args(argv=None):
     args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
     args.shuffle_facts = bool(args.shuffle_facts)
     args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
+    check_args(args)
     args.first, args.last = parse_stages(args.stage, args.max_stage)
     return args
+
+
+def check_args(args):
+    """Refuse, before any work and in one line naming the flag, a value that would crash
+    later, silently train nothing, or fail only after an epoch."""
+    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
+    for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage",
+              "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads"):
+        if getattr(args, k) is not None and getattr(args, k) < 1:
+            raise ValueError(f"{flag(k)} {getattr(args, k)}: must be at least 1")
+    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip"):
+        if getattr(args, k) < 0:
+            raise ValueError(f"{flag(k)} {getattr(args, k)}: must not be negative")
+    for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"),
+                        ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"), ("beta2", 0 <= args.beta2 < 1, "[0, 1)")):
+        if not ok:
+            raise ValueError(f"{flag(k)} {getattr(args, k)}: must be in {want}")
+    if args.n_embd % args.n_head:
+        raise ValueError(f"--n-head {args.n_head}: must divide --n-embd {args.n_embd}")
+    if args.pos_emb == "rope" and args.n_embd // args.n_head % 2:
+        raise ValueError(f"--n-head {args.n_head}: rotary positions need an even head size, not {args.n_embd // args.n_head}")
+    pick_device(args.device)
+    here = os.path.abspath(args.out)  # the run folder, or the nearest part of its path that exists
+    while not os.path.exists(here):
+        here = os.path.dirname(here)
+    if not os.path.isdir(here):
+        raise ValueError(f"--out {args.out}: {here} is a file, not a folder")
 
 
 def parse_stages(text, max_stage):
@@ -171,17 +214,20 @@ def load_data(args, enc=None):
     from the training split unless a checkpoint's tokenizer is given."""
     splits = {s: data.load_split(args.dataset, s, args.data_dir) for s in ("train", "valid", "test")}
     enc = enc or data.get_encoding(args.tokenizer, splits["train"])
-    out = {}
-    for split, records in splits.items():
-        exs = [data.tokenize(enc, r) for r in records]
-        longest = args.max_stage * args.c_thought + 2  # thoughts and markers at the widest
-        for i, ex in enumerate(exs):
+    out = {split: [(r, data.tokenize(enc, r)) for r in records] for split, records in splits.items()}
+    check_context(args, out)
+    return enc, out
+
+
+def check_context(args, splits, source="--block-size"):
+    """Every example, with the most thoughts and markers a stage adds, fits the context."""
+    longest = args.max_stage * args.c_thought + 2  # thoughts and markers at the widest
+    for split, pairs in splits.items():
+        for i, (_, ex) in enumerate(pairs):
             n = len(ex["question"]) + sum(map(len, ex["steps"])) + len(ex["answer"]) + longest
             if n > args.block_size:
                 raise data.DataError(f"{os.path.join(args.data_dir, f'{args.dataset}_{split}.json')}: record {i}: "
-                                     f"{n} tokens exceed the model's context of {args.block_size} (--block-size)")
-        out[split] = list(zip(records, exs))
-    return enc, out
+                                     f"{n} tokens exceed the model's context of {args.block_size} ({source})")
 
 
 def new_model(args, enc):
@@ -193,8 +239,6 @@ def new_model(args, enc):
         if model.config.vocab_size != base:
             raise ValueError(f"{args.init or 'gpt2'}: weights have a {model.config.vocab_size}-token vocabulary, "
                              f"GPT-2's tokenizer has {base}")
-        if model.config.block_size < args.block_size:
-            args.block_size = model.config.block_size
         # new special tokens start as copies of '<<' (as in the reference setup), not random
         src = data.encode(enc, "<<")[0]
         model.resize_vocab(enc.n_vocab, [src] * (enc.n_vocab - model.config.vocab_size))
@@ -207,9 +251,26 @@ def new_model(args, enc):
 def check_same_model(path, ckpt, args):
     """A run continues only from a checkpoint of the same model and method."""
     old = ckpt["meta"]["args"]
-    for k in ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb"):
+    for k in SAME_MODEL:
         if old.get(k) != getattr(args, k):
             raise ValueError(f"{path}: checkpoint from a different run ({k}={old.get(k)!r}, asked for {getattr(args, k)!r})")
+
+
+def check_exact_resume(path, ckpt, args):
+    """--resume ends with the weights of an uninterrupted run only if nothing in RESUME_FIXED
+    changed; name the first flag that did. (A checkpoint older than a flag does not store it.)"""
+    old = ckpt["meta"]["args"]
+    for k in (k for k in RESUME_FIXED if k in old):
+        new = getattr(args, k)
+        same = os.path.normpath(str(old[k])) == os.path.normpath(new) if k == "data_dir" else old[k] == new
+        if not same:
+            raise ValueError(f"{path}: --{k.replace('_', '-')} {new!r} differs from the run's {old[k]!r}; an exact "
+                             f"resume needs the same value (to change it, start a new run with another --out)")
+
+
+def is_run_checkpoint(name):
+    """latest.pt or stage<s>.pt: the files a run writes, and a new run must not overwrite."""
+    return name == "latest.pt" or (name.startswith("stage") and name.endswith(".pt"))
 
 
 def epoch_rows(n_examples, args, world):
@@ -263,8 +324,10 @@ def train(args):
     start_stage, start_epoch, ckpt, history = args.first, 0, None, []
     latest = os.path.join(args.out, "latest.pt")
     if args.resume:
-        model, ckpt = load_checkpoint(latest)
+        path = latest
+        model, ckpt = load_checkpoint(latest, meta=RUN_META)
         check_same_model(latest, ckpt, args)
+        check_exact_resume(latest, ckpt, args)
         m = ckpt["meta"]
         history = m["history"]
         start_stage, start_epoch = (m["stage"] + 1, 0) if m["stage_done"] else (m["stage"], m["epoch"])
@@ -278,19 +341,24 @@ def train(args):
         if not os.path.exists(prev):
             raise FileNotFoundError(f"{prev}: stage {args.first} starts from the end of stage {args.first - 1}, "
                                     f"which is missing (run --stage {args.first - 1} first, or --stage 0..{args.last})")
-        model, ckpt = load_checkpoint(prev)
+        path = prev
+        model, ckpt = load_checkpoint(prev, meta=RUN_META)
         check_same_model(prev, ckpt, args)
         history = ckpt["meta"]["history"]
-    elif os.path.isdir(args.out) and any(f.startswith("stage") and f.endswith(".pt") for f in os.listdir(args.out)):
-        raise ValueError(f"{args.out}: already holds stage checkpoints; pass --resume to continue it, or choose another --out")
-    enc = data.encoding_from_state(ckpt["meta"]["tokenizer"]) if ckpt else None
+    elif os.path.isdir(args.out) and (saved := sorted(f for f in os.listdir(args.out) if is_run_checkpoint(f))):
+        # a fresh stage 0 would overwrite them: latest.pt alone is a run stopped in stage 0
+        raise ValueError(f"{args.out}: already holds checkpoints ({', '.join(saved)}); pass --resume to continue "
+                         f"that run, or choose another --out")
+    enc = data.encoding_from_state(ckpt["meta"]["tokenizer"], path) if ckpt else None
     enc, splits = load_data(args, enc)
     sp = data.special_ids(enc)
     if ckpt is None:
         model = new_model(args, enc)
     elif model.config.vocab_size != enc.n_vocab:
-        raise ValueError(f"checkpoint vocabulary {model.config.vocab_size} != tokenizer's {enc.n_vocab}")
-    args.block_size = model.config.block_size
+        raise ValueError(f"{path}: the model's vocabulary of {model.config.vocab_size} is not its tokenizer's {enc.n_vocab}")
+    if model.config.block_size != args.block_size:  # the weights bring their own context: check the data again
+        args.block_size = model.config.block_size
+        check_context(args, splits, path if ckpt else f"the position table of {args.init or 'gpt2'}")
     model.to(device)
     if device_type == "cpu" and args.dataset == "prosqa" and args.model == "small":
         log(CPU_NOTE)
@@ -403,12 +471,30 @@ def format_summary(rows):
     return "\n".join(lines)
 
 
+def resume_hint(args, since):
+    """Where an interrupted run can go on: latest.pt, if this run wrote it (after `since`) or
+    resumed from it; read without its tensors (mmap), so Ctrl-C answers at once."""
+    latest = os.path.join(args.out, "latest.pt") if args else ""
+    if os.path.exists(latest) and (args.resume or os.path.getmtime(latest) >= since):
+        try:
+            m = torch.load(latest, map_location="cpu", mmap=True, weights_only=True)["meta"]
+            return f"resume with --resume from {latest} (saved after stage {m['stage']} epoch {m['epoch']})"
+        except Exception:  # not readable after all: say nothing about it
+            pass
+    return "nothing was saved yet; run the same command again to start over"
+
+
 def main(argv=None):
+    args, since = None, time.time()
     try:
-        return train(parse_args(argv))[1]
+        args = parse_args(argv)
+        return train(args)[1]
     except (ValueError, OSError) as e:  # bad input or a failed download: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except KeyboardInterrupt:  # Ctrl-C: one line saying where the run can go on
+        print(f"\ninterrupted: {resume_hint(args, since)}", file=sys.stderr)
+        raise SystemExit(130)  # 128 + SIGINT, as a shell reports it
 
 
 if __name__ == "__main__":

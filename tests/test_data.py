@@ -190,16 +190,27 @@ BAD_FILES = [  # (content, the message after the file name)
      "record 1: field 'steps' must be a list of strings (item 2 is int)"),
     ('[{"question": 7, "steps": [], "answer": "a"}]', "record 0: field 'question' must be a string, got int"),
     ('[["q", [], "a"]]', "record 0: must be an object with fields question, steps, answer"),
+    ("[]", "no records (an empty split)"),
+    ("[" * 50000 + "]" * 50000, "not valid JSON (nested too deeply)"),
 ]
 
 
-@pytest.mark.parametrize("content,message", BAD_FILES)
+@pytest.mark.parametrize("content,message", BAD_FILES, ids=[m for _, m in BAD_FILES])
 def test_bad_files_give_precise_errors(tmp_path, content, message):
     """Guards that each bad input names the file, the record index and the field in one line."""
     path = write(tmp_path / "toy_valid.json", content)
     with pytest.raises(data.DataError) as e:
         data.load_split("toy", "valid", str(tmp_path))
     assert str(e.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe[]", b'[{"question": "caf\xe9", "steps": [], "answer": "a"}]'])
+def test_file_not_utf8_is_named(tmp_path, content):
+    """Guards that a data file with invalid UTF-8 is one DataError line naming the file."""
+    (tmp_path / "toy_train.json").write_bytes(content)
+    with pytest.raises(data.DataError, match=r"toy_train\.json: not UTF-8 text \(byte \d+: ") as e:
+        data.load_split("toy", "train", str(tmp_path))
+    assert str(e.value).startswith(str(tmp_path / "toy_train.json"))
 
 
 def test_missing_file_says_how_to_create_it(tmp_path):
@@ -310,6 +321,33 @@ def test_prepare_from_raw_dir(tmp_path, dataset, sizes):
     assert {s: len(r) for s, r in loaded.items()} == sizes
     if dataset == "prontoqa":  # split in file order
         assert [r["answer"] for s in data.SPLITS for r in loaded[s]] == ["True", "True", "False"]
+
+
+GSM8K_LINE = b"q?||<<1+1=2>> #### 2\n"
+
+
+@pytest.mark.parametrize("dataset, raw, bad, message", [
+    ("gsm8k", {"train.txt": GSM8K_LINE + b"caf\xe9?||<<1+1=2>> #### 2\n"}, "train.txt", "not UTF-8 text (byte 24: "),
+    ("gsm8k", {"valid.txt": None}, "valid.txt", "cannot read it (Is a directory)"),
+    ("gsm8k", {s + ".txt": b"" for s in data.SPLITS}, "train.txt", "no records (an empty split would be written)"),
+    ("gsm8k", {"test.txt": b"\n\n"}, "test.txt", "no records (an empty split would be written)"),
+    ("prontoqa", {"5hop_0shot_random.json": b"[" * 50000 + b"]" * 50000}, "5hop_0shot_random.json",
+     "not valid JSON (nested too deeply)"),
+    ("prontoqa", {"5hop_0shot_random.json": b'{"a": "\xff"}'}, "5hop_0shot_random.json", "not UTF-8 text"),
+    ("prontoqa", {"5hop_0shot_random.json": None}, "5hop_0shot_random.json", "cannot read it (Is a directory)"),
+])
+def test_prepare_bad_raw_files(tmp_path, dataset, raw, bad, message):
+    """Guards prepare on raw files that are not UTF-8, a raw path that is a folder, nested
+    JSON, or an empty GSM8k split: one DataError line naming the raw file, nothing written."""
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    files = {f"{s}.txt": GSM8K_LINE for s in data.SPLITS} if dataset == "gsm8k" else {}
+    for name, content in {**files, **raw}.items():
+        (raw_dir / name).mkdir() if content is None else (raw_dir / name).write_bytes(content)
+    with pytest.raises(data.DataError) as e:
+        data.prepare(dataset, data_dir=str(tmp_path / "data"), raw_dir=str(raw_dir))
+    assert str(e.value).startswith(f"{raw_dir / bad}: {message}"), str(e.value)
+    assert not (tmp_path / "data").exists()
 
 
 def test_prepare_missing_raw_file(tmp_path):

@@ -22,6 +22,21 @@ def tiny(seed=0, **kw):
 POS = pytest.mark.parametrize("pos_emb", ["learned", "rope"])
 
 
+@pytest.fixture
+def no_big_model(monkeypatch):
+    """Fails the test, instead of allocating, if a model sized by an unchecked file gets
+    built (a model on the meta device allocates nothing, so it may be any size)."""
+    init = GPT.__init__
+
+    def guarded(self, config):
+        if torch.empty(0).device.type != "meta":
+            assert config.n_layer <= 4 and config.block_size <= 4096 and config.vocab_size * config.n_embd <= 10 ** 6, \
+                f"built a model from an unchecked config: {config}"
+        init(self, config)
+
+    monkeypatch.setattr(GPT, "__init__", guarded)
+
+
 @POS
 def test_cached_forward_in_chunks_equals_full_forward(pos_emb):
     """Guards the KV cache and the end-aligned causal mask: chunks of 1, 3 and the rest
@@ -161,8 +176,9 @@ def test_parity_with_reference_gpt2():
 
 # ---------------------------------------------------------------- the weights reader
 
-def write_safetensors(path, tensors, header_patch=None, cut=0, header_len=None):
-    """A small writer for test files, with ways to corrupt them."""
+def write_safetensors(path, tensors, header_patch=None, cut=0, header_len=None, share=None):
+    """A small writer for test files, with ways to corrupt them (share=(a, b): tensor a's
+    header points at b's bytes)."""
     header, blobs, off = {}, [], 0
     names = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
     for k, t in tensors.items():
@@ -172,6 +188,8 @@ def write_safetensors(path, tensors, header_patch=None, cut=0, header_len=None):
         off += len(b)
     for k, v in (header_patch or {}).items():
         header[k].update(v)
+    if share:
+        header[share[0]]["data_offsets"] = header[share[1]]["data_offsets"]
     hb = json.dumps(header).encode()
     data = struct.pack("<Q", header_len if header_len is not None else len(hb)) + hb + b"".join(blobs)
     with open(path, "wb") as f:
@@ -221,23 +239,74 @@ def test_hub_layout_round_trip(tmp_path):
     (dict(reshape=("h.1.mlp.c_fc.bias", (8,))), "tensor 'h.1.mlp.c_fc.bias' has shape"),
     (dict(raw=b"\x03\x00"), "truncated"),
     (dict(raw=struct.pack("<Q", 4) + b"{{{{"), "not valid JSON"),
+    # crafted sizes: the config is built from the tensors only once they agree
+    (dict(add={"h.10000000.ln_1.weight": torch.zeros(0)}), "3 layers are numbered up to h.10000000"),
+    (dict(reshape=("wpe.weight", (0,)), header_patch={"wpe.weight": {"shape": [10 ** 11, 0]}}),
+     r"wpe.weight \(100000000000, 0\) must be"),
+    (dict(add={"h.2.ln_1.weight": torch.zeros(64)}), "missing tensor 'h.2.ln_1.bias'"),
+    (dict(add={"extra": torch.zeros(0)}, header_patch={"extra": {"shape": [0, 2 ** 63]}}), "'extra' has an invalid shape"),
+    (dict(raw=struct.pack("<Q", 100000) + b"[" * 50000 + b"]" * 50000), "nested too deeply"),
+    (dict(add={"h.x.ln_1.weight": torch.zeros(64)}), "tensor 'h.x.ln_1.weight': 'x' is not a layer number"),
+    (dict(reshape=("wte.weight", (77 * 64,))), r"wte.weight \(4928,\) and wpe.weight \(64, 64\) must be"),
+    (dict(share=("ln_f.bias", "ln_f.weight")), "tensors 'ln_f.(bias|weight)' and 'ln_f.(bias|weight)' overlap"),
 ])
-def test_bad_weight_files(tmp_path, corrupt, message):
-    """Each corrupt file raises a ValueError naming the file and the problem, before any
-    allocation sized by an unchecked header."""
+def test_bad_weight_files(tmp_path, no_big_model, corrupt, message):
+    """Each corrupt or crafted file raises one ValueError line naming the file and the
+    problem, before any allocation sized by an unchecked header or tensor set."""
     path = tmp_path / "model.safetensors"
     if "raw" in corrupt:
         path.write_bytes(corrupt["raw"])
     else:
         tensors = hub_layout(tiny(n_head=1))
         tensors.pop(corrupt.pop("drop", None), None)
+        tensors.update(corrupt.pop("add", {}))
         if "reshape" in corrupt:
             k, shape = corrupt.pop("reshape")
             tensors[k] = torch.zeros(shape)
         write_safetensors(path, tensors, **corrupt)
     with pytest.raises(ValueError, match=message) as e:
         GPT.from_pretrained(str(path))
-    assert str(path) in str(e.value)
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+
+
+class Opaque:
+    """An object that weights_only loading refuses."""
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (dict(config={"n_layer": 10 ** 6}), "missing tensor 'transformer.h.2.ln_1.weight'"),
+    (dict(config={"vocab_size": 10 ** 10}), "'transformer.wte.weight' has shape (128, 64), expected (10000000000, 64)"),
+    (dict(share=("transformer.h.1.mlp.c_fc.weight", "transformer.h.0.mlp.c_fc.weight")), "(tensors that share their data?)"),
+    (dict(config={"n_head": 0}), "bad model config in checkpoint (n_head must be a positive integer, not 0)"),
+    (dict(config={"block_size": -1}), "(block_size must be a positive integer, not -1)"),
+    (dict(config={"n_embd": 48}), "tensor 'transformer.wte.weight' has shape (128, 64), expected (128, 48)"),
+    (dict(config={"n_layer": 3}), "missing tensor 'transformer.h.2.ln_1.weight'"),
+    (dict(config={"n_layer": 1}), "unexpected tensor 'transformer.h.1."),
+    (dict(model={"transformer.wte.weight": "text"}), "'model' is not a dict of dense float tensors"),
+    (dict(raw=b""), "not a readable checkpoint (EOFError: empty or cut short)"),
+    (dict(meta=Opaque()), "not a readable checkpoint (holds an object that is not plain data: "),
+])
+def test_bad_checkpoints(tmp_path, no_big_model, corrupt, message):
+    """A crafted or damaged checkpoint is one ValueError line naming the file, raised before
+    a model sized by its config is built, and never ends with torch's hint to load the file
+    with weights_only=False."""
+    path = str(tmp_path / "m.pt")
+    save_checkpoint(path, tiny(), {})
+    if "raw" in corrupt:
+        open(path, "wb").write(corrupt["raw"])
+    else:
+        ckpt = torch.load(path, weights_only=True)
+        if "share" in corrupt:  # torch.save stores a shared tensor once
+            a, b = corrupt.pop("share")
+            ckpt["model"][a] = ckpt["model"][b]
+        for k, v in corrupt.items():
+            ckpt[k] = {**ckpt[k], **v} if k == "config" else v
+        torch.save(ckpt, path)
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(path)
+    err = str(e.value)
+    assert err.startswith(f"{path}: ") and message in err and "\n" not in err, err
+    assert "weights_only" not in err and "\x1b" not in err, err
 
 
 def test_unknown_name_is_a_clear_error():

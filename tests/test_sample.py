@@ -177,6 +177,48 @@ def test_corrupt_checkpoint(run, capsys):
     one_line_error(capsys, ["--ckpt", str(bad)], str(bad), "not a readable checkpoint")
 
 
+@pytest.mark.parametrize("patch, message", [
+    (dict(args=None), "checkpoint meta lacks 'args' (a dict)"),
+    (dict(tokenizer="words"), "checkpoint meta lacks 'tokenizer' (a dict)"),
+    (dict(tokenizer={"name": "words"}), "bad 'words' tokenizer"),
+    (dict(tokenizer={"name": "words", "pieces": [1, 2]}), "bad 'words' tokenizer"),
+    (dict(tokenizer={"name": "words", "pieces": [" ab", " ab"]}), "bad 'words' tokenizer"),
+    (dict(tokenizer={"name": "words", "pieces": [" ab"], "pattern": "(("}), "bad 'words' tokenizer"),
+    (dict(tokenizer={"name": "bpe"}), "unknown tokenizer 'bpe'"),
+    (dict(tokenizer={"name": "words", "pieces": [" ab"]}), "the tokenizer has 262 tokens, the model "),
+    (dict(args={"dataset": "prosqa"}), "checkpoint args lack 'method' (a str)"),
+    (dict(stage=-1), "stage -1: not a run train.py can make"),
+])
+def test_crafted_checkpoint_meta(run, capsys, patch, message):
+    """A checkpoint whose metadata lacks the run's arguments, or holds a bad tokenizer state,
+    is one line naming the file, not a traceback."""
+    ckpt = torch.load(run["ckpt"], weights_only=True)
+    for k, v in patch.items():
+        ckpt["meta"].pop(k) if v is None else ckpt["meta"].update({k: v})
+    path = str(run["root"] / "crafted.pt")
+    torch.save(ckpt, path)
+    one_line_error(capsys, ["--ckpt", path, "--n", "1"], f"{path}: ", message)
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--question", ""], ["--question is empty"]),
+    (["--question", "  \n"], ["--question is empty"]),
+    (["--device", "nonsense"], ["--device 'nonsense': not a device"]),
+    (["--latent", "FIT", "--n", "1"], ["the latent search batch is", "block_size) is 512", "--no-search"]),
+])
+def test_bad_flags(run, capsys, argv, needles):
+    """An empty --question is refused (it was graded correct against an empty answer); a bad
+    --device is blamed, not the checkpoint; and a --latent whose prompt fits but whose
+    latent search batch (rows aligned at their first thought) does not is one line."""
+    if "FIT" in argv:  # thoughts with which every search prompt fits (510 tokens), but not their aligned batch
+        rec, enc = run["records"]["test"][0], run["enc"]
+        q = len(data.tokenize(enc, rec)["question"])
+        forced = len(data.encode(enc, f"### {rec['idx_to_symbol'][rec['root']]} is a"))
+        argv = [str(510 - q - 2 - forced) if a == "FIT" else a for a in argv]
+    err = one_line_error(capsys, ["--ckpt", run["ckpt"], *argv], *needles)
+    assert "checkpoint" not in err
+
+
 def test_question_too_long(run, capsys):
     """A --question that does not fit the model's context is a one-line error saying so."""
     one_line_error(capsys, ["--ckpt", run["ckpt"], "--question", " ".join(["Tom"] * 600)],

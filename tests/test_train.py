@@ -86,7 +86,7 @@ def test_resume_mid_stage(data_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # as if Ctrl-C came right after this write
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit):
         run(data_dir, tmp_path / "cut", "--stage", "0..1", "--epochs-per-stage", "2")
     monkeypatch.undo()
     assert not (tmp_path / "cut" / "stage1.pt").exists()
@@ -94,6 +94,37 @@ def test_resume_mid_stage(data_dir, tmp_path, monkeypatch):
     assert [(h["stage"], h["epoch"]) for h in history] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     a, b = weights(tmp_path / "full" / "stage1.pt"), weights(tmp_path / "cut" / "stage1.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("when", ["after the first save", "before any save"])
+def test_ctrl_c_says_where_to_resume(data_dir, tmp_path, capsys, monkeypatch, when):
+    """Ctrl-C during training ends with one line saying where the run can be resumed from
+    (or that nothing was saved yet) and exit code 130, not a KeyboardInterrupt traceback."""
+    save = train.save_checkpoint
+
+    def save_then_interrupt(path, model, meta, extra=None):
+        save(path, model, meta, extra)
+        raise KeyboardInterrupt  # as if Ctrl-C came right after the first write of latest.pt
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if when == "after the first save":
+        monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    else:
+        monkeypatch.setattr(train, "epoch_batches", interrupt)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    try:
+        with pytest.raises(SystemExit) as e:
+            run(data_dir, out, "--stage", "0", "--epochs-per-stage", "2")
+    except KeyboardInterrupt:  # would stop the whole test session
+        pytest.fail("KeyboardInterrupt escaped train.main")
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and "Traceback" not in err
+    want = (f"interrupted: resume with --resume from {out / 'latest.pt'} (saved after stage 0 epoch 1)"
+            if when == "after the first save" else "interrupted: nothing was saved yet")
+    assert err.strip().splitlines()[-1].startswith(want), err
 
 
 def ddp_worker(rank, world, port, data_dir, out):
@@ -142,7 +173,7 @@ def test_bad_input_is_one_clear_line_and_keeps_checkpoints(data_dir, tmp_path, c
     expect_error(capsys, base + ["--stage", "0..9"], "last <= 7")
     expect_error(capsys, base + ["--stage", "3"], "stage2.pt: stage 3 starts from the end of stage 2, which is missing")
     expect_error(capsys, base + ["--stage", "1", "--n-embd", "64"], "checkpoint from a different run (n_embd=32")
-    expect_error(capsys, base + ["--stage", "0"], "already holds stage checkpoints")
+    expect_error(capsys, base + ["--stage", "0"], "already holds checkpoints (latest.pt, stage0.pt)")
     expect_error(capsys, base + ["--stage", "1", "--block-size", "64"], "exceed the model's context of 64")
     expect_error(capsys, base + ["--stage", "1", "--pos-emb", "learned"], "checkpoint from a different run (pos_emb='rope'")
     expect_error(capsys, base + ["--out", str(tmp_path / "z"), "--init", str(tmp_path / "model.safetensors")],
@@ -160,6 +191,143 @@ def test_bad_input_is_one_clear_line_and_keeps_checkpoints(data_dir, tmp_path, c
     before["stage0.pt"] = digest(out / "stage0.pt")
     expect_error(capsys, base + ["--stage", "1"], "stage0.pt: not a readable checkpoint")
     assert {f: digest(out / f) for f in os.listdir(out)} == before
+
+
+@pytest.mark.parametrize("files", [["latest.pt"], ["stage0.pt"], ["latest.pt", "stage0.pt", "stage1.pt"]])
+def test_new_run_never_overwrites_a_run(data_dir, tmp_path, capsys, files):
+    """A fresh run (no --resume) into a folder holding latest.pt alone (a run stopped in
+    stage 0) or stage checkpoints is refused with one line, and no file changes."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for f in files:
+        (out / f).write_bytes(f.encode())  # the refusal looks at the names only
+    before = {f: digest(out / f) for f in files}
+    expect_error(capsys, ["--data-dir", data_dir, "--out", str(out), *TINY, "--stage", "0"],
+                 f"already holds checkpoints ({', '.join(files)}); pass --resume")
+    assert {f: digest(out / f) for f in os.listdir(out)} == before
+
+
+@pytest.fixture(scope="module")
+def stage0_run(data_dir, tmp_path_factory):
+    """A finished one-stage run, resumed (never changed) by the tests below."""
+    out = tmp_path_factory.mktemp("stage0") / "run"
+    run(data_dir, out, "--stage", "0")
+    return out
+
+
+RESUME_CHANGES = [["--seed", "1"], ["--lr", "1e-3"], ["--batch-size", "4"], ["--grad-accum", "2"],
+                  ["--weight-decay", "0.1"], ["--beta2", "0.9"], ["--schedule", "cosine"], ["--warmup", "5"],
+                  ["--grad-clip", "0.5"], ["--train-frac", "0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
+                  ["--epochs-per-stage", "3"], ["--stage0-epochs", "2"], ["--final-epochs", "2"],
+                  ["--no-reset-optimizer"], ["--no-shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"]]
+
+
+@pytest.mark.parametrize("change", RESUME_CHANGES, ids=lambda c: c[0])
+def test_resume_refuses_a_changed_flag(data_dir, stage0_run, capsys, change):
+    """--resume with a flag that changes the training numbers or data is refused with one
+    line naming the flag (the exact-resume promise), and no file changes."""
+    before = {f: digest(stage0_run / f) for f in os.listdir(stage0_run)}
+    flag = change[0].replace("--no-", "--")
+    expect_error(capsys, ["--data-dir", data_dir, "--out", str(stage0_run), *TINY, "--stage", "0", "--resume", *change],
+                 f"latest.pt: {flag} ")
+    assert {f: digest(stage0_run / f) for f in os.listdir(stage0_run)} == before
+
+
+@pytest.mark.parametrize("patch, message", [
+    (dict(args=None), "checkpoint meta lacks 'args' (a dict)"),
+    (dict(history={}), "checkpoint meta lacks 'history' (a list)"),
+    (dict(tokenizer={"name": "words", "pieces": "abc"}), "bad 'words' tokenizer"),
+])
+def test_resume_from_crafted_meta(data_dir, stage0_run, tmp_path, capsys, patch, message):
+    """--resume from a latest.pt whose metadata lacks the run's arguments or holds a bad
+    tokenizer state is one line naming the file, not a traceback."""
+    ckpt = torch.load(stage0_run / "latest.pt", weights_only=True)
+    for k, v in patch.items():
+        ckpt["meta"].pop(k) if v is None else ckpt["meta"].update({k: v})
+    (tmp_path / "run").mkdir()
+    torch.save(ckpt, tmp_path / "run" / "latest.pt")
+    expect_error(capsys, ["--data-dir", data_dir, "--out", str(tmp_path / "run"), *TINY, "--stage", "0..1", "--resume"],
+                 f"latest.pt: {message}")
+
+
+def test_resume_flag_lists_cover_every_flag(data_dir, stage0_run):
+    """Every train.py argument is either part of the model's identity, fixed on resume, or
+    free; changing only free ones (device, threads, scoring, context) resumes."""
+    names = set(vars(train.parse_args([])))
+    groups = [set(train.SAME_MODEL), set(train.RESUME_FIXED), set(train.RESUME_FREE)]
+    assert set.union(*groups) == names and sum(map(len, groups)) == len(names)
+    history = run(data_dir, stage0_run, "--stage", "0", "--resume", "--device", "cpu", "--threads", "2",
+                  "--eval-n", "4", "--max-new-tokens", "8", "--block-size", "128")
+    assert [h["stage"] for h in history] == [0]
+
+
+BAD_FLAGS = [
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--batch-size", "-4"], "--batch-size -4: must be at least 1"),
+    (["--grad-accum", "0"], "--grad-accum 0: must be at least 1"),
+    (["--c-thought", "0"], "--c-thought 0: must be at least 1"),
+    (["--max-stage", "-1"], "--max-stage -1: must not be negative"),
+    (["--n-head", "3"], "--n-head 3: must divide --n-embd 32"),
+    (["--n-head", "32"], "--n-head 32: rotary positions need an even head size, not 1"),
+    (["--device", "nonsense"], "--device 'nonsense': not a device"),
+    (["--threads", "-1"], "--threads -1: must be at least 1"),
+    (["--train-frac", "0"], "--train-frac 0.0: must be in (0, 1]"),
+    (["--train-frac", "1.5"], "--train-frac 1.5: must be in (0, 1]"),
+    (["--eval-n", "0"], "--eval-n 0: must be at least 1"),
+    (["--eval-n", "-3"], "--eval-n -3: must be at least 1"),
+    (["--max-new-tokens", "0"], "--max-new-tokens 0: must be at least 1"),
+    (["--stage0-epochs", "0"], "--stage0-epochs 0: must be at least 1"),
+    (["--epochs-per-stage", "0"], "--epochs-per-stage 0: must be at least 1"),
+    (["--final-epochs", "0"], "--final-epochs 0: must be at least 1"),
+    (["--mix-prob", "-0.1"], "--mix-prob -0.1: must be in [0, 1]"),
+    (["--mix-prob", "1.5"], "--mix-prob 1.5: must be in [0, 1]"),
+    (["--out", "FILE"], "is a file, not a folder"),
+    (["--out", "FILE/run"], "is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_flags_are_refused_before_any_work(data_dir, tmp_path, capsys, flags, message):
+    """A flag value that would crash later (a division by zero, an assertion, a bad device),
+    train nothing, or fail after an epoch (--out is a file) is one line naming the flag, at
+    parse time: nothing is written."""
+    (tmp_path / "FILE").write_text("not a folder")
+    flags = [str(tmp_path / f) if f.startswith("FILE") else f for f in flags]
+    expect_error(capsys, ["--data-dir", data_dir, "--out", str(tmp_path / "run"), *TINY, "--stage", "0", *flags], message)
+    assert sorted(os.listdir(tmp_path)) == ["FILE"]
+
+
+@pytest.mark.parametrize("source", ["init", "checkpoint"])
+def test_data_checked_against_the_weights_context(data_dir, stage0_run, tmp_path, capsys, monkeypatch, source):
+    """The model's real context comes from the weights (GPT-2's wpe rows with --init, the
+    config of the checkpoint a stage starts from), not from --block-size: data longer than
+    it is one line naming the weights before training, not an assertion mid-epoch."""
+    out = tmp_path / "run"
+    if source == "init":  # a GPT-2-format file with a 32-position table, and a byte-level stand-in for GPT-2's BPE
+        import data
+        import tiktoken
+        from model import GPT, GPTConfig
+        from test_model import hub_layout, write_safetensors
+        base = tiktoken.Encoding("gpt2", pat_str=data.WORDS_PATTERN, special_tokens={data.EOS: 256},
+                                 mergeable_ranks={bytes([b]): b for b in range(256)})
+        monkeypatch.setattr(data.tiktoken, "get_encoding", lambda name: base)
+        torch.manual_seed(0)
+        weights = tmp_path / "model.safetensors"
+        write_safetensors(weights, hub_layout(GPT(GPTConfig(block_size=32, vocab_size=257, n_layer=1, n_head=1, n_embd=16))))
+        argv = ["--data-dir", data_dir, "--model", "gpt2", "--init", str(weights), "--grad-accum", "1", "--stage", "0"]
+        message = f"tokens exceed the model's context of 32 (the position table of {weights})"
+    else:  # stage 1 from a stage0.pt of context 512, on data with longer questions
+        long = tmp_path / "long"
+        long.mkdir()
+        for split in ("train", "valid", "test"):
+            recs = json.loads(open(os.path.join(data_dir, f"prosqa_{split}.json")).read())
+            (long / f"prosqa_{split}.json").write_text(json.dumps([dict(r, question=r["question"] * 8) for r in recs]))
+        out.mkdir()
+        (out / "stage0.pt").write_bytes((stage0_run / "stage0.pt").read_bytes())
+        argv = ["--data-dir", str(long), "--stage", "1"]
+        message = f"tokens exceed the model's context of 512 ({out / 'stage0.pt'})"
+    expect_error(capsys, [*TINY, "--out", str(out), "--block-size", "1000000", *argv], message)
+    assert not (out / "latest.pt").exists()
 
 
 def test_pretrained_path_with_gpt2_tokenizer(data_dir, tmp_path):

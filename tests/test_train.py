@@ -219,7 +219,7 @@ RESUME_CHANGES = [["--seed", "1"], ["--lr", "1e-3"], ["--batch-size", "4"], ["--
                   ["--weight-decay", "0.1"], ["--beta2", "0.9"], ["--schedule", "cosine"], ["--warmup", "5"],
                   ["--grad-clip", "0.5"], ["--train-frac", "0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
                   ["--epochs-per-stage", "3"], ["--stage0-epochs", "2"], ["--final-epochs", "2"],
-                  ["--no-reset-optimizer"], ["--no-shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"]]
+                  ["--no-reset-optimizer"], ["--shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"]]
 
 
 @pytest.mark.parametrize("change", RESUME_CHANGES, ids=lambda c: c[0])
@@ -374,3 +374,4 @@ def test_learning_reaches_well_above_chance(tmp_path):
                 "--final-epochs", "24", "--eval-n", "4", "--stage", "0..6"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_acc"] >= 0.75
+

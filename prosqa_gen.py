@@ -39,7 +39,7 @@ import re
 import sys
 import tempfile
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
           "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
@@ -159,8 +159,10 @@ def children_of(parents):
 
 
 def shortest_paths(children, source):
-    """BFS from source: (distance, number of distinct shortest paths) per reached node."""
-    dist, count, queue = {source: 0}, {source: 1}, deque([source])
+    """BFS from source, a node or a list of nodes started together: (distance from the
+    nearest source, number of distinct shortest paths) per reached node."""
+    sources = source if isinstance(source, list) else [source]
+    dist, count, queue = dict.fromkeys(sources, 0), dict.fromkeys(sources, 1), deque(sources)
     while queue:
         u = queue.popleft()
         for v in children[u]:
@@ -170,20 +172,6 @@ def shortest_paths(children, source):
             if dist[v] == dist[u] + 1:
                 count[v] += count[u]
     return dist, count
-
-
-def distances_from_people(children, parents):
-    """Hops from the nearest person (a node without parents) down to each node: one BFS
-    started from all people at once."""
-    dist = {v: 0 for v in range(len(parents)) if not parents[v]}
-    queue = deque(dist)
-    while queue:
-        u = queue.popleft()
-        for v in children[u]:
-            if v not in dist:
-                dist[v] = dist[u] + 1
-                queue.append(v)
-    return dist
 
 
 def pick_shortest_path(rng, parents, dist, count, target):
@@ -206,7 +194,7 @@ def sample_graph(rng, size=Difficulty()):
         targets = [v for v in leaves if labels[v] == FROM_ROOT and dist[v] == steps]
         negatives = [v for v in leaves if labels[v] == FROM_OTHER]
         if size.match_decoy:
-            from_people = distances_from_people(children, parents)
+            from_people, _ = shortest_paths(children, [v for v, ps in enumerate(parents) if not ps])  # from the nearest person
             negatives = [v for v in negatives if from_people[v] == steps]
         if targets and negatives:
             target, neg = rng.choice(targets), rng.choice(negatives)
@@ -451,7 +439,7 @@ if __name__ == "__main__":
     base = SIZES[args.dataset]
     try:
         match = base.match_decoy if args.match_decoy is None else args.match_decoy
-        size = Difficulty(args.nodes or base.nodes, args.steps or base.steps, match, base.n_train, base.n_valid, base.n_test)
+        size = replace(base, nodes=args.nodes or base.nodes, steps=args.steps or base.steps, match_decoy=match)
         if size != base and args.name is None:
             parser.error("--nodes/--steps/--match-decoy change the difficulty: name the files with --name")
         write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet,

@@ -37,8 +37,8 @@ def sync(device):
 
 def make_batches(examples, sp, args, stage, n):
     """n training batches of the same examples at a stage."""
-    rows = [coconut.layout(ex, sp, args.method, stage, args.c_thought, args.max_stage, args.pad_latent_to_max)
-            for _, ex in examples[:n * args.batch_size]]
+    curriculum = coconut.Curriculum.of_run(vars(args), stage)
+    rows = [curriculum.layout(ex, sp) for _, ex in examples[:n * args.batch_size]]
     return [coconut.collate([r[0] for r in rows[i:i + args.batch_size]], sp, [r[1] for r in rows[i:i + args.batch_size]])
             for i in range(0, len(rows), args.batch_size)]
 
@@ -133,8 +133,8 @@ def main(argv=None):
               f"{(res[last][1] / res[last][0]) / (res[0][1] / res[0][0]):.2f}x tokens/s")
 
     # 2. generation with the last stage's thoughts: batched against one by one
-    plan = coconut.inference_plan(vars(args), last)
-    prompts = sorted((coconut.prompt_of(*coconut.layout(ex, sp, **plan)) for _, ex in splits["valid"][:ours.questions]),
+    curriculum = coconut.Curriculum.of_run(vars(args), last)
+    prompts = sorted((curriculum.prompt(ex, sp) for _, ex in splits["valid"][:ours.questions]),
                      key=len)  # batched by length, as coconut.evaluate does
     model.eval()
     # no early stop: every row generates gen_tokens tokens, so both ways do the same work

@@ -11,16 +11,19 @@ where each [ti] is a `<|latent|>` placeholder whose embedding is replaced by the
 hidden state at the position just before it. So k thoughts take k+1 forward
 passes; the KV cache makes each extra pass one position long.
 
-This file holds, top to bottom:
-  1. the curriculum: which tokens an example has at stage s, which are labelled;
-  2. batching that aligns the first thought of every row;
-  3. the training forward (fast, KV-cached) and its slow reference;
-  4. batched greedy generation with thoughts, and probing what a thought encodes.
+Read it top to bottom:
+  1. the curriculum: which tokens an example has at stage s, and which carry a loss;
+  2. batching that puts the first thought of every row in one column;
+  3. the training loss, the slow obvious way: rerun the prefix for every thought;
+  4. the same loss with the KV cache: one column per extra pass;
+  5. batched greedy generation with thoughts, evaluation, and probing what a thought holds.
 
 Used by `python train.py --dataset prosqa --stage 0..6` and `python sample.py --latent 6`.
 """
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -30,59 +33,95 @@ from model import KVCache
 
 IGNORE = -100  # label of positions that carry no loss (question, markers, thoughts)
 
-METHODS = ("coconut", "cot", "no-cot", "no-thought", "pause-as-thought", "pause", "no-curriculum")
+# Coconut, then the baselines of the paper's Table 1
+METHODS = ("coconut", "no-curriculum", "no-thought", "pause-as-thought", "cot", "no-cot", "pause")
 
 # ----------------------------------------------------------------------------- 1. curriculum
 
 
-def stage_plan(method, stage, n_steps, c=1, max_stage=6, pad_latent_to_max=True):
-    """What stage `stage` does to an example with n_steps reasoning steps.
+class StagePlan(NamedTuple):
+    """What one stage does to one example."""
+    n_skip: int  # written steps dropped from the front
+    n_thoughts: int  # thought slots put between <bot> and <eot>
+    markers: bool  # whether <bot> ... <eot> surround the slots
+    thought: str  # what fills a slot: "latent" (a continuous thought) or "pause" (a fixed token)
 
-    Returns (n_skip, n_thoughts, markers, thought) where thought is "latent" or "pause".
-    (Paper section 3 and Table 1; DESIGN.md defines each method.)
+
+@dataclass(frozen=True)
+class Curriculum:
+    """The training curriculum at one stage, for one method.
+
+    Stage 0 is plain chain of thought. Stage s drops the first s written steps and puts
+    s*c continuous thoughts in their place, up to max_stage; a stage past max_stage drops
+    every remaining step (the paper's last GSM8k stage). n_thoughts, when given, fixes the
+    thought count whatever the stage (sample.py --latent).
     """
-    assert method in METHODS, f"unknown method {method!r}; choose from {METHODS}"
-    assert stage >= 0 and c >= 1 and max_stage >= 0, "stage, c and max_stage must be >= 0 (c >= 1)"
-    # 1. CoT: the full written chain, no markers, every stage alike
-    if method == "cot":
-        return 0, 0, False, "latent"
-    # 2. No-CoT: question straight to answer
-    if method == "no-cot":
-        return n_steps, 0, False, "latent"
-    # 3. pause tokens: as many <|pause|> as Coconut's final thoughts, no curriculum, no markers
-    if method == "pause":
-        return n_steps, max_stage * c, False, "pause"
-    # 4. w/o curriculum: train on the final stage from the start
-    if method == "no-curriculum":
-        stage = max_stage + 1
-    # 5. the curriculum: stage s drops the first s steps for s*c thoughts; past the last
-    #    stage every step is dropped. Without pad_latent_to_max an example never gets
-    #    more thoughts than it had steps (the same rule at training and at inference).
-    n_skip = n_steps if stage > max_stage else min(stage, n_steps)
-    n = min(stage, max_stage) if pad_latent_to_max else min(stage, max_stage, n_steps)
-    if method == "no-thought":  # w/o thought: steps removed, nothing in their place
-        n = 0
-    return n_skip, n * c, True, "pause" if method == "pause-as-thought" else "latent"
+    method: str = "coconut"
+    stage: int = 0
+    c: int = 1  # thoughts per dropped step (the paper: 1 for ProsQA and ProntoQA, 2 for GSM8k)
+    max_stage: int = 6  # the last stage that adds thoughts
+    pad_latent_to_max: bool = True  # every example gets the stage's full count, even with fewer steps
+    n_thoughts: int | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.stage < 0 or self.c < 1 or self.max_stage < 0 or (self.n_thoughts or 0) < 0:
+            raise ValueError(f"need stage >= 0, c >= 1, max_stage >= 0 and n_thoughts >= 0, not "
+                             f"{self.stage}, {self.c}, {self.max_stage} and {self.n_thoughts}")
+
+    @classmethod
+    def of_run(cls, args, stage, n_thoughts=None):
+        """The curriculum of a train.py run (its arguments as a dict) at `stage`."""
+        return cls(args["method"], stage, args["c_thought"], args["max_stage"], args["pad_latent_to_max"], n_thoughts)
+
+    def at(self, stage):
+        return replace(self, stage=stage)
+
+    def plan(self, n_steps):
+        """This stage's StagePlan for an example with n_steps written steps."""
+        m = self.method
+        if m in ("coconut", "no-curriculum", "no-thought", "pause-as-thought"):
+            # Coconut: stage s drops s steps for s*c thoughts; past max_stage, every step goes.
+            # Without pad_latent_to_max an example never gets more thoughts than it had steps.
+            stage = self.max_stage + 1 if m == "no-curriculum" else self.stage  # the last stage from the start
+            n_skip = n_steps if stage > self.max_stage else min(stage, n_steps)
+            n = min(stage, self.max_stage) if self.pad_latent_to_max else min(stage, self.max_stage, n_steps)
+            if m == "no-thought":  # the steps go, nothing takes their place
+                n = 0
+            return StagePlan(n_skip, n * self.c, True, "pause" if m == "pause-as-thought" else "latent")
+        if m == "cot":  # the full written chain at every stage
+            return StagePlan(0, 0, False, "latent")
+        if m == "no-cot":  # question straight to answer
+            return StagePlan(n_steps, 0, False, "latent")
+        # pause: as many <|pause|> tokens as Coconut's last stage has thoughts, no markers
+        return StagePlan(n_steps, self.max_stage * self.c, False, "pause")
+
+    def layout(self, ex, sp):
+        """(ids, labels) of a tokenised example ({question, steps, answer} id lists, as
+        data.tokenize makes) at this stage. Labels equal the ids on the remaining steps
+        and the answer, IGNORE on the prompt (the question and its thought slots)."""
+        prompt, target = self.split(ex, sp)
+        return prompt + target, [IGNORE] * len(prompt) + target
+
+    def prompt(self, ex, sp):
+        """What the model is given at inference: the question and its thought slots."""
+        return self.split(ex, sp)[0]
+
+    def split(self, ex, sp):
+        """(prompt, target) id lists of an example at this stage."""
+        plan = self.plan(len(ex["steps"]))
+        n = plan.n_thoughts if self.n_thoughts is None else self.n_thoughts
+        slot = sp.latent if plan.thought == "latent" else sp.pause
+        if plan.markers:
+            thoughts = [sp.bot] + [slot] * n + [sp.eot]
+        else:  # the baselines without markers: pause tokens, or nothing
+            thoughts = [sp.pause] * n if plan.thought == "pause" else []
+        target = [t for step in ex["steps"][plan.n_skip:] for t in step] + list(ex["answer"])
+        return list(ex["question"]) + thoughts, target
 
 
-def layout(ex, sp, method, stage, c=1, max_stage=6, pad_latent_to_max=True, n_thoughts=None):
-    """Input ids and labels of a tokenised example ({question, steps, answer} id lists,
-    as data.tokenize makes) at a stage. Labels equal the ids on the remaining steps and
-    the answer, IGNORE elsewhere. n_thoughts overrides the thought count (sample.py's
-    --latent). The prompt at inference is everything before the first label."""
-    n_skip, n, markers, thought = stage_plan(method, stage, len(ex["steps"]), c, max_stage, pad_latent_to_max)
-    if n_thoughts is not None:
-        n = n_thoughts
-    prompt = list(ex["question"])
-    if markers:
-        prompt += [sp.bot] + [sp.latent if thought == "latent" else sp.pause] * n + [sp.eot]
-    else:
-        prompt += [sp.pause] * n if thought == "pause" else []
-    target = [t for step in ex["steps"][n_skip:] for t in step] + list(ex["answer"])
-    return prompt + target, [IGNORE] * len(prompt) + target
-
-
-def sample_stage(stage, max_stage, mix_prob, rng):
+def sample_stage(stage, max_stage, mix_prob, rng: random.Random):
     """With probability mix_prob train this example at a random stage 0..max_stage
     instead (the reference setup's option against forgetting earlier stages)."""
     return rng.randint(0, max_stage) if mix_prob > 0 and rng.random() < mix_prob else stage
@@ -111,10 +150,8 @@ def collate(seqs, sp, labels=None):
     labels = labels or [[IGNORE] * len(s) for s in seqs]
     anchors = [s.index(sp.latent) if sp.latent in s else
                next((i for i, l in enumerate(lab) if l != IGNORE), len(s)) for s, lab in zip(seqs, labels)]
-    A = max(anchors)
-    left = [A - a for a in anchors]
-    T = max(l + len(s) for l, s in zip(left, seqs))
-    B = len(seqs)
+    left = [max(anchors) - a for a in anchors]
+    B, T = len(seqs), max(l + len(s) for l, s in zip(left, seqs))
     ids = torch.full((B, T), sp.eos, dtype=torch.long)
     lab = torch.full((B, T), IGNORE, dtype=torch.long)
     key_mask = torch.zeros(B, T, dtype=torch.bool)
@@ -127,75 +164,93 @@ def collate(seqs, sp, labels=None):
     return Batch(ids, key_mask, pos, targets, ids == sp.latent)
 
 
-# ----------------------------------------------------------------------------- 3. the forward
-
-
-def latent_columns(latent):
-    """The columns holding thoughts: contiguous after alignment, from the first."""
+def thought_columns(latent):
+    """The columns holding thoughts (latent: (B, T) bool): contiguous after collate, from the first."""
     cols = latent.any(0).nonzero().flatten().tolist()
     assert cols == list(range(cols[0], cols[0] + len(cols))) if cols else True, "thought columns must be aligned"
     assert not cols or cols[0] > 0, "a thought needs a position before it"
     return cols
 
 
-def thought_passes(model, batch, cache):
-    """Run the model over the batch, filling each thought column from the hidden state
-    one position earlier. Pass 0 covers [0, first thought); pass j covers the one
-    column of thought j-1 (now filled), so its output is thought j; the last pass
-    covers the last thought and everything after. Returns the hidden states of every
-    position (B, T, C) and the list of the n thoughts that were fed in, each (B, C)."""
+def label_loss(model, H, batch):
+    """Mean cross-entropy of the labelled positions, from hidden states H (B, T, C);
+    the LM head runs only there."""
+    labelled = batch.targets != IGNORE  # (B, T)
+    return F.cross_entropy(model.logits(H[labelled]).float(), batch.targets[labelled])
+
+
+# ----------------------------------------------------------------------------- 3. the slow loss
+
+
+def reference_loss(model, batch):
+    """The training loss, the obvious way: for each thought column, rerun the whole prefix
+    without a cache and write its last hidden state into the thought's slot; then one
+    full pass. k thoughts cost k+1 passes over ever longer prefixes. training_loss gives
+    the same loss and gradients; the tests hold them to it."""
     x = model.embed(batch.ids)  # (B, T, C)
-    cols = latent_columns(batch.latent)
-    bounds = [0] + cols + [batch.ids.size(1)]
-    hs, thoughts, fill = [], [], None
-    for j in range(len(cols) + 1):
-        a, b = bounds[j], bounds[j + 1]
-        xj = x[:, a:b]
-        if fill is not None:  # this pass starts at the thought column filled last
-            xj = torch.cat([fill[:, None], xj[:, 1:]], 1)
-        h, _ = model(embeds=xj, pos=batch.pos[:, a:b], key_mask=batch.key_mask[:, :b], cache=cache, logits_at=None)
-        hs.append(h)
-        if j < len(cols):  # rows with a thought at column b get the last hidden state; others keep their token
-            fill = torch.where(batch.latent[:, b, None], h[:, -1], x[:, b])
-            thoughts.append(fill)
-    return torch.cat(hs, 1), thoughts
-
-
-def loss_on(model, H, batch):
-    """Mean cross-entropy over labelled positions; the LM head runs only there."""
-    sel = batch.targets != IGNORE
-    return F.cross_entropy(model.logits(H[sel]).float(), batch.targets[sel])
-
-
-def forward(model, batch):
-    """Training forward with continuous thoughts; gradients flow through every thought.
-    The cache grows by concatenation (never written in place) so autograd sees it."""
-    cache = KVCache(model.config.n_layer) if batch.latent.any() else None
-    H, _ = thought_passes(model, batch, cache)
-    return loss_on(model, H, batch)
-
-
-def forward_reference(model, batch):
-    """The slow, obvious version: for each thought, rerun the whole prefix without a
-    cache and write the last hidden state into the thought's slot. Kept for tests and
-    for readers; forward() must give the same loss and gradients."""
-    x = model.embed(batch.ids)
-    for col in latent_columns(batch.latent):
+    for col in thought_columns(batch.latent):
         h, _ = model(embeds=x[:, :col], pos=batch.pos[:, :col], key_mask=batch.key_mask[:, :col], logits_at=None)
-        slot = torch.where(batch.latent[:, col, None], h[:, -1], x[:, col])
+        slot = torch.where(batch.latent[:, col, None], h[:, -1], x[:, col])  # (B, C): rows without a thought keep their token
         x = torch.cat([x[:, :col], slot[:, None], x[:, col + 1:]], 1)
     H, _ = model(embeds=x, pos=batch.pos, key_mask=batch.key_mask, logits_at=None)
-    return loss_on(model, H, batch)
+    return label_loss(model, H, batch)
 
 
-# ----------------------------------------------------------------------------- 4. generation
+# ----------------------------------------------------------------------------- 4. the fast loss
+
+
+def thought_passes(model, batch, cache):
+    """Run the model over the batch, filling each thought column from the hidden state one
+    column earlier; the KV cache keeps everything already computed, so no pass repeats one.
+    With the first thought in column q (the same for every row, thanks to collate) and k
+    thoughts, the k+1 passes cover:
+
+        column:  0 ...... q-1 | q  | q+1 | ... | q+k-1 | q+k ......... T-1
+        holds:   question <bot>| t1 | t2  | ... | tk    | <eot> steps answer
+        pass 0:  [============]                                          h[q-1] becomes t1
+        pass 1:                [t1]                                      h[q]   becomes t2
+        ...
+        pass k:                                 [tk ======================]  the rest
+
+    Each pass attends to all cached columns through model.attention_mask, whose causal
+    mask is aligned to the end of the cache: that is what makes a one-column pass right.
+    Returns the hidden states of every column (B, T, C) and the k thoughts fed in, each (B, C).
+    """
+    x = model.embed(batch.ids)  # (B, T, C)
+    cols = thought_columns(batch.latent)
+    edges = [0] + cols + [batch.ids.size(1)]  # pass j covers columns edges[j] .. edges[j+1]-1
+    hidden, thoughts, thought = [], [], None
+    for j in range(len(cols) + 1):
+        start, end = edges[j], edges[j + 1]
+        x_pass = x[:, start:end]  # (B, end - start, C)
+        if thought is not None:  # the first column of this pass is the thought filled last
+            x_pass = torch.cat([thought[:, None], x_pass[:, 1:]], 1)
+        h, _ = model(embeds=x_pass, pos=batch.pos[:, start:end], key_mask=batch.key_mask[:, :end], cache=cache,
+                     logits_at=None)
+        hidden.append(h)
+        if j < len(cols):  # the next thought: rows with a thought at column `end` take h's last column
+            thought = torch.where(batch.latent[:, end, None], h[:, -1], x[:, end])  # (B, C)
+            thoughts.append(thought)
+    return torch.cat(hidden, 1), thoughts
+
+
+def training_loss(model, batch):
+    """The training loss with continuous thoughts; gradients flow through every thought.
+    The cache grows by concatenation (never written in place) so that autograd sees it."""
+    cache = KVCache(model.config.n_layer) if batch.latent.any() else None
+    H, _ = thought_passes(model, batch, cache)
+    return label_loss(model, H, batch)
+
+
+# ----------------------------------------------------------------------------- 5. generation
 
 
 @torch.no_grad()
 def generate(model, prompts, sp, max_new_tokens=64, stop_at_eos=True):
     """Greedy decoding for a batch of prompts (each question + <bot> + k latents + <eot>,
-    as layout() builds them; k may be 0). All rows share one KV cache; each row stops
-    at its own eos (with stop_at_eos=False every row runs max_new_tokens, for timing).
+    as Curriculum.prompt builds them; k may be 0, and must be the same for every row).
+    All rows share one preallocated KV cache; each row stops at its own eos (with
+    stop_at_eos=False every row runs max_new_tokens, for timing).
     Returns, per row, the generated ids (eos excluded)."""
     device = model.lm_head.weight.device
     batch = collate(prompts, sp).to(device)
@@ -221,49 +276,15 @@ def generate(model, prompts, sp, max_new_tokens=64, stop_at_eos=True):
     return [row[:row.index(sp.eos)] if sp.eos in row else row for row in gen]
 
 
-@torch.no_grad()
-def probe_thoughts(model, prompt, sp, topk=5):
-    """What each continuous thought of one prompt encodes: its top tokens (and their
-    probabilities) when the thought is read through the LM head, as the paper's
-    Figure 4 does. Returns one [(token_id, prob), ...] list per thought."""
-    batch = collate([prompt], sp).to(model.lm_head.weight.device)
-    _, thoughts = thought_passes(model, batch, model.new_cache(1, batch.ids.size(1)))
-    probs = F.softmax(model.logits(torch.cat(thoughts)).float(), -1)  # (n, V)
-    top = probs.topk(min(topk, probs.size(-1)), -1)
-    return [list(zip(i.tolist(), p.tolist())) for i, p in zip(top.indices, top.values)]
-
-
-@torch.no_grad()
-def next_token_probs(model, prompts, sp):
-    """Next-token distribution (B, V) after each prompt, thoughts filled in: used by
-    sample.py to see which concepts the model weighs after k thoughts."""
-    batch = collate(prompts, sp).to(model.lm_head.weight.device)
-    H, _ = thought_passes(model, batch, model.new_cache(len(prompts), batch.ids.size(1)))
-    last = batch.key_mask.long().cumsum(1).argmax(1)  # each row's last real position (rows may end early)
-    return F.softmax(model.logits(H[torch.arange(len(prompts)), last]).float(), -1)
-
-
-def prompt_of(ids, labels):
-    """The inference prompt of a layout: everything before the first label."""
-    return ids[:next(i for i, l in enumerate(labels) if l != IGNORE)]
-
-
-def inference_plan(args, stage, n_thoughts=None):
-    """layout() keywords for answering questions at `stage` of a run with these
-    (train.py) arguments; n_thoughts overrides the number of thoughts."""
-    return dict(method=args["method"], stage=stage, c=args["c_thought"], max_stage=args["max_stage"],
-                pad_latent_to_max=args["pad_latent_to_max"], n_thoughts=n_thoughts)
-
-
-def evaluate(model, examples, enc, sp, plan, batch_size=64, max_new_tokens=64, progress=False):
+def evaluate(model, examples, enc, sp, curriculum, batch_size=64, max_new_tokens=64, progress=False):
     """Greedy-decode every example and grade it as the paper does: correct when the text
-    after '###' equals the answer exactly. examples: (record, tokenised) pairs; plan:
-    layout() keywords fixing the prompt (method, stage, c, max_stage, ..., n_thoughts).
-    Returns accuracy, mean generated tokens (language tokens incl. end-of-text, plus
-    the thoughts) and the per-example outputs. A batch holds prompts of one thought
-    count (without pad_latent_to_max it varies), sorted by length so that little
-    compute goes to padding."""
-    prompts = [prompt_of(*layout(ex, sp, **plan)) for _, ex in examples]
+    after '###' equals the answer exactly. examples: (record, tokenised) pairs; the
+    curriculum (a stage, maybe a fixed thought count) makes the prompts.
+    Returns accuracy, mean generated tokens (language tokens incl. end-of-text, plus the
+    thoughts) and the per-example outputs. A batch holds prompts of one thought count
+    (without pad_latent_to_max it varies), sorted by length so that little compute goes
+    to padding."""
+    prompts = [curriculum.prompt(ex, sp) for _, ex in examples]
     n_thought = [sum(t in (sp.latent, sp.pause) for t in p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: (n_thought[i], len(prompts[i])))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -271,7 +292,7 @@ def evaluate(model, examples, enc, sp, plan, batch_size=64, max_new_tokens=64, p
     gens = [None] * len(prompts)
     if progress:
         from tqdm import tqdm
-        batches = tqdm(batches, desc="eval", unit="batch", leave=False)
+        batches = tqdm(batches, desc="eval", unit="batch", leave=False, disable=None)  # None: off when not a terminal
     was_training = model.training
     model.eval()
     for idx in batches:
@@ -288,3 +309,24 @@ def evaluate(model, examples, enc, sp, plan, batch_size=64, max_new_tokens=64, p
     n = max(len(examples), 1)
     return {"acc": correct / n, "tokens": tokens / n, "n": len(examples), "outputs": outputs}
 
+
+@torch.no_grad()
+def probe_thoughts(model, prompt, sp, topk=5):
+    """What each continuous thought of one prompt encodes: its top tokens (and their
+    probabilities) when the thought is read through the LM head, as the paper's
+    Figure 4 does. Returns one [(token_id, prob), ...] list per thought."""
+    batch = collate([prompt], sp).to(model.lm_head.weight.device)
+    _, thoughts = thought_passes(model, batch, model.new_cache(1, batch.ids.size(1)))
+    probs = F.softmax(model.logits(torch.cat(thoughts)).float(), -1)  # (k, V)
+    top = probs.topk(min(topk, probs.size(-1)), -1)
+    return [list(zip(i.tolist(), p.tolist())) for i, p in zip(top.indices, top.values)]
+
+
+@torch.no_grad()
+def next_token_probs(model, prompts, sp):
+    """Next-token distribution (B, V) after each prompt, thoughts filled in: used by
+    sample.py to see which concepts the model weighs after k thoughts."""
+    batch = collate(prompts, sp).to(model.lm_head.weight.device)
+    H, _ = thought_passes(model, batch, model.new_cache(len(prompts), batch.ids.size(1)))
+    last = batch.key_mask.long().cumsum(1).argmax(1)  # each row's last real position (rows may end early)
+    return F.softmax(model.logits(H[torch.arange(len(prompts)), last]).float(), -1)

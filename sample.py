@@ -21,6 +21,7 @@ import argparse
 import os
 import textwrap
 import time
+from dataclasses import replace
 
 import coconut
 from data import encode, encoding_from_state, extract_answer, load_split, special_ids, tokenize
@@ -50,12 +51,12 @@ def graph_marks(edges, root, target):
 # ----------------------------------------------------------------------------- the latent search view
 
 
-def search_probs(model, enc, sp, ex, plan, person, K):
+def search_probs(model, enc, sp, ex, curriculum, person, K):
     """Next-token probabilities (list of K+1 rows of size V) after question <bot> k
     thoughts <eot> "### <person> is a", for k = 0..K: the answer form the final model
     writes right after <eot>, cut just before the concept it picks."""
     forced = encode(enc, "### " + person + " is a")
-    prompts = [coconut.prompt_of(*coconut.layout(ex, sp, **{**plan, "n_thoughts": k})) + forced
+    prompts = [replace(curriculum, n_thoughts=k).prompt(ex, sp) + forced
                for k in range(K + 1)]
     width = coconut.collate(prompts, sp).ids.size(1)  # rows align at their first thought: wider than any one prompt
     if width > model.config.block_size:
@@ -112,16 +113,16 @@ def wrap(label, text):
     return label + ": " + "\n".join(lines)[len(pad):]
 
 
-def show_question(model, enc, sp, rec, plan, args, title):
+def show_question(model, enc, sp, rec, curriculum, args, title):
     """Answer one record and print it: question, thought probes, output, verdict, search view."""
     ex = tokenize(enc, rec)
-    prompt = coconut.prompt_of(*coconut.layout(ex, sp, **plan))
+    prompt = curriculum.prompt(ex, sp)
     check_fits(prompt, model.config.block_size, "--question" if args.question is not None else title)
     n_latent, n_pause = prompt.count(sp.latent), prompt.count(sp.pause)
     search = None  # computed first: its batch is wider than the prompt, so it may be the part that does not fit
-    if args.question is None and not args.no_search and "edges" in rec and plan["method"] not in THOUGHTLESS:
-        search = search_probs(model, enc, sp, ex, plan, rec["idx_to_symbol"][rec["root"]], n_latent + n_pause)
-    out = coconut.evaluate(model, [(rec, ex)], enc, sp, plan, max_new_tokens=args.max_new_tokens)["outputs"][0]
+    if args.question is None and not args.no_search and "edges" in rec and curriculum.method not in THOUGHTLESS:
+        search = search_probs(model, enc, sp, ex, curriculum, rec["idx_to_symbol"][rec["root"]], n_latent + n_pause)
+    out = coconut.evaluate(model, [(rec, ex)], enc, sp, curriculum, max_new_tokens=args.max_new_tokens)["outputs"][0]
     print(f"== {title} ==")
     print(wrap("question", rec["question"]))
     if n_latent:
@@ -224,28 +225,27 @@ def run(args):
         latent = None
     if args.question is not None:
         if latent is None and targs["method"] not in THOUGHTLESS:  # no steps to count: use the full count
-            latent = coconut.stage_plan(targs["method"], stage, targs["max_stage"] + 1, targs["c_thought"],
-                                        targs["max_stage"], targs["pad_latent_to_max"])[1]
+            latent = coconut.Curriculum.of_run(targs, stage).plan(targs["max_stage"] + 1).n_thoughts
         rec = {"question": args.question, "steps": [], "answer": ""}
-        return show_question(model, enc, sp, rec, coconut.inference_plan(targs, stage, latent), args, "question")
-    plan = coconut.inference_plan(targs, stage, latent)
+        return show_question(model, enc, sp, rec, coconut.Curriculum.of_run(targs, stage, latent), args, "question")
+    curriculum = coconut.Curriculum.of_run(targs, stage, latent)
     dataset = targs["dataset"]
     records = load_split(dataset, args.split, args.data_dir or targs.get("data_dir", "data"))
     if not args.eval:
         for i, rec in enumerate(records[:args.n or 3]):
-            show_question(model, enc, sp, rec, plan, args, f"{dataset} {args.split} #{i}")
+            show_question(model, enc, sp, rec, curriculum, args, f"{dataset} {args.split} #{i}")
         return
     records = records[:args.n] if args.n else records
     if not records:
         raise ValueError(f"{dataset} {args.split}: no records to evaluate")
     examples = [(rec, tokenize(enc, rec)) for rec in records]
-    prompts = [coconut.prompt_of(*coconut.layout(ex, sp, **plan)) for _, ex in examples]
+    prompts = [curriculum.prompt(ex, sp) for _, ex in examples]
     for i, prompt in enumerate(prompts):
         check_fits(prompt, model.config.block_size, f"{dataset} {args.split} record {i}")
     t0 = time.time()
-    res = coconut.evaluate(model, examples, enc, sp, plan, args.batch_size, args.max_new_tokens, progress=True)
+    res = coconut.evaluate(model, examples, enc, sp, curriculum, args.batch_size, args.max_new_tokens, progress=True)
     counts = sorted({p.count(sp.latent) + p.count(sp.pause) for p in prompts})
-    shown = "" if plan["method"] in THOUGHTLESS else \
+    shown = "" if curriculum.method in THOUGHTLESS else \
         f", latent {counts[0]}" + (f"-{counts[-1]}" if len(counts) > 1 else "")  # a range without pad_latent_to_max
     n_ok = sum(o["correct"] for o in res["outputs"])
     print(f"{dataset} {args.split}: accuracy {100 * res['acc']:.1f}% ({n_ok}/{res['n']}), "

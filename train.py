@@ -203,7 +203,7 @@ class Objective(nn.Module):
         self.model = model
 
     def forward(self, batch):
-        return coconut.forward(self.model, batch)
+        return coconut.training_loss(self.model, batch)
 
 
 # ----------------------------------------------------------------------------- data and model
@@ -290,8 +290,8 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     stages = [coconut.sample_stage(stage, args.max_stage, args.mix_prob, rng) for _ in order]
     mine = list(zip(order, stages))[rank * per:(rank + 1) * per]  # an equal share per rank
     exs = [data.tokenize(enc, reshuffle(examples[i][0], rng)) if args.shuffle_facts else examples[i][1] for i, _ in mine]
-    rows = [coconut.layout(ex, sp, args.method, s, args.c_thought, args.max_stage, args.pad_latent_to_max)
-            for ex, (_, s) in zip(exs, mine)]
+    curriculum = coconut.Curriculum.of_run(vars(args), stage)
+    rows = [curriculum.at(s).layout(ex, sp) for ex, (_, s) in zip(exs, mine)]
     chunk = args.batch_size * 16
     batches = []
     for a in range(0, len(rows), chunk):  # sort within chunks: similar lengths, still shuffled
@@ -420,7 +420,7 @@ def train(args):
             secs = time.time() - t0
             entry = {"stage": stage, "epoch": epoch + 1, "train_loss": train_loss, "tokens_per_s": tokens * world / secs}
             if master:
-                ev = coconut.evaluate(model, splits["valid"][:args.eval_n], enc, sp, coconut.inference_plan(vars(args), stage),
+                ev = coconut.evaluate(model, splits["valid"][:args.eval_n], enc, sp, coconut.Curriculum.of_run(vars(args), stage),
                                       max_new_tokens=args.max_new_tokens)
                 entry.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"])
             entry["seconds"] = time.time() - t_epoch  # the epoch's wall time: batching, training, evaluation
@@ -439,7 +439,7 @@ def train(args):
 
     # 3. the final model on the test split, and the per-stage summary
     if master:
-        ev = coconut.evaluate(model, splits["test"], enc, sp, coconut.inference_plan(vars(args), args.last),
+        ev = coconut.evaluate(model, splits["test"], enc, sp, coconut.Curriculum.of_run(vars(args), args.last),
                               max_new_tokens=args.max_new_tokens)
         summary = summarize(history)
         result = {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}

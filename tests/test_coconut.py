@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import coconut
-from coconut import IGNORE, collate, layout
+from coconut import IGNORE, Curriculum, collate
 from model import GPT, GPTConfig
 
 SP = SimpleNamespace(bot=90, latent=91, eot=92, pause=93, eos=99)
@@ -62,29 +62,30 @@ CASES = [
 def test_curriculum_layouts(method, stage, c, pad, prompt, target):
     """Exact ids and label masks per method, stage, c and pad_latent_to_max: question,
     markers and thoughts are masked, remaining steps and the answer are labelled."""
-    ids, labels = layout(EX, SP, method, stage, c=c, max_stage=4, pad_latent_to_max=pad)
+    curriculum = Curriculum(method, stage, c=c, max_stage=4, pad_latent_to_max=pad)
+    ids, labels = curriculum.layout(EX, SP)
     assert ids == prompt + target
     assert labels == [IGNORE] * len(prompt) + target
-    assert coconut.prompt_of(ids, labels) == prompt
+    assert curriculum.prompt(EX, SP) == prompt
 
 
 def test_thought_count_override_and_stage_mixing():
     """n_thoughts overrides the schedule (sample.py --latent); mixing draws stages in range."""
-    ids, _ = layout(EX, SP, "coconut", 6, max_stage=6, n_thoughts=2)
+    ids, _ = Curriculum("coconut", 6, max_stage=6, n_thoughts=2).layout(EX, SP)
     assert ids == Q + [B_, L, L, E] + A
     rng = random.Random(0)
     draws = [coconut.sample_stage(2, 4, 0.5, rng) for _ in range(400)]
     assert set(draws) == {0, 1, 2, 3, 4} and 150 < draws.count(2) < 300
     assert all(coconut.sample_stage(2, 4, 0.0, rng) == 2 for _ in range(50))
-    with pytest.raises(AssertionError, match="unknown method"):
-        layout(EX, SP, "cot-of-thought", 0)
+    with pytest.raises(ValueError, match="unknown method"):
+        Curriculum("cot-of-thought")
 
 
 def test_collate_aligns_first_thought():
     """Rows of different question lengths get their first <|latent|> in one column,
     with left padding masked, positions starting at 0, and targets shifted by one."""
     ex2 = {"question": [1, 2, 3, 4, 5], "steps": [S1], "answer": A}
-    seqs = [layout(e, SP, "coconut", 1) for e in (EX, ex2)]
+    seqs = [Curriculum("coconut", 1).layout(e, SP) for e in (EX, ex2)]
     b = collate([s for s, _ in seqs], SP, [lab for _, lab in seqs])
     cols = [row.index(L) for row in b.ids.tolist()]
     assert cols[0] == cols[1] == 6
@@ -99,7 +100,7 @@ def mixed_batch():
     r = lambda n: torch.randint(0, 80, (n,), generator=g).tolist()
     exs = [{"question": r(q), "steps": [r(3) for _ in range(k)], "answer": r(2) + [SP.eos]}
            for q, k in ((9, 3), (4, 1), (13, 2), (6, 0))]
-    seqs = [layout(e, SP, "coconut", 3, max_stage=3, pad_latent_to_max=False) for e in exs]
+    seqs = [Curriculum("coconut", 3, max_stage=3, pad_latent_to_max=False).layout(e, SP) for e in exs]
     return collate([s for s, _ in seqs], SP, [lab for _, lab in seqs])
 
 
@@ -111,7 +112,7 @@ def test_fast_forward_equals_reference_loss_and_gradients(pos_emb):
     batch = mixed_batch()
     assert sorted(batch.latent.sum(1).tolist()) == [0, 1, 2, 3]
     grads = []
-    for fn in (coconut.forward, coconut.forward_reference):
+    for fn in (coconut.training_loss, coconut.reference_loss):
         model.zero_grad()
         loss = fn(model, batch)
         loss.backward()
@@ -128,7 +129,7 @@ def test_gradients_reach_the_thoughts():
     model = tiny()
     batch = mixed_batch()
     H, thoughts = coconut.thought_passes(model, batch, coconut.KVCache(2))
-    loss = coconut.loss_on(model, H, batch)
+    loss = coconut.label_loss(model, H, batch)
     grads = torch.autograd.grad(loss, thoughts)
     has = batch.latent[:, batch.latent.any(0)]  # (B, n): which rows have thought j
     assert len(grads) == 3
@@ -165,7 +166,7 @@ def test_batched_generation_equals_one_by_one(k, pos_emb, seed):
     g = torch.Generator().manual_seed(0)
     exs = [{"question": torch.randint(0, 80, (q,), generator=g).tolist(), "steps": [], "answer": [SP.eos]}
            for q in (5, 11, 8, 3)]
-    prompts = [coconut.prompt_of(*layout(e, SP, "coconut", 6, n_thoughts=k)) for e in exs]
+    prompts = [Curriculum("coconut", 6, n_thoughts=k).prompt(e, SP) for e in exs]
     batched = coconut.generate(model, prompts, SP, max_new_tokens=12)
     single = [coconut.generate(model, [p], SP, max_new_tokens=12)[0] for p in prompts]
     with torch.no_grad():
@@ -207,14 +208,14 @@ def test_tiny_model_overfits_prosqa_at_stage_2():
     recs = [prosqa_gen.generate_example(random.Random(i)) for i in range(8)]
     enc = data.get_encoding("words", recs)
     sp = data.special_ids(enc)
-    rows = [layout(data.tokenize(enc, r), sp, "coconut", 2) for r in recs]
+    rows = [Curriculum("coconut", 2).layout(data.tokenize(enc, r), sp) for r in recs]
     batch = collate([r[0] for r in rows], sp, [r[1] for r in rows])
     assert batch.latent.sum(1).tolist() == [2] * 8
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=384, vocab_size=enc.n_vocab, n_layer=2, n_head=2, n_embd=64))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(100):
-        loss = coconut.forward(model, batch)
+        loss = coconut.training_loss(model, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()

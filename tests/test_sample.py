@@ -87,7 +87,7 @@ def test_eval_matches_evaluate(run, capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     enc, sp = run["enc"], data.special_ids(run["enc"])
     examples = [(r, data.tokenize(enc, r)) for r in run["records"]["test"]]
-    plan = coconut.inference_plan(ARGS, 6, 2)
+    plan = coconut.Curriculum.of_run(ARGS, 6, 2)
     res = coconut.evaluate(run["model"], examples, enc, sp, plan, batch_size=3, max_new_tokens=ARGS["max_new_tokens"])
     n_ok = sum(o["correct"] for o in res["outputs"])
     want = f"prosqa test: accuracy {100 * res['acc']:.1f}% ({n_ok}/4), {res['tokens']:.1f} tokens/question, latent 2, "
@@ -148,7 +148,7 @@ def test_search_probs_match_forced_prompt(run):
     rec = run["records"]["test"][1]
     ex = data.tokenize(enc, rec)
     person = rec["idx_to_symbol"][rec["root"]]
-    probs = sample.search_probs(model, enc, sp, ex, coconut.inference_plan(ARGS, 6), person, 2)
+    probs = sample.search_probs(model, enc, sp, ex, coconut.Curriculum.of_run(ARGS, 6), person, 2)
     prompt = ex["question"] + [sp.bot, sp.latent, sp.latent, sp.eot] + data.encode(enc, f"### {person} is a")
     assert len(probs) == 3
     torch.testing.assert_close(probs[2], coconut.next_token_probs(model, [prompt], sp)[0])

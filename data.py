@@ -31,13 +31,13 @@ import json
 import os
 import re
 import sys
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 
 import tiktoken
 
-import prosqa_gen  # creates missing ProsQA files; also the one atomic JSON writer
+import prosqa_gen  # creates missing ProsQA files
+from model import download, write_json
 
 BOT = "<|start-latent|>"  # opens the continuous thoughts
 LATENT = "<|latent|>"  # placeholder whose embedding becomes a continuous thought
@@ -347,28 +347,6 @@ def convert(dataset: str, raw_dir: str) -> dict[str, list[dict]]:
             "test": records[n_train + n_valid:]}
 
 
-def download(url: str, path: str) -> None:
-    """Fetch url to path (kept as a cache: an existing file is not fetched again)."""
-    if os.path.exists(path):
-        return
-    from tqdm import tqdm
-
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".part"
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(path)) as bar:
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    except OSError as e:  # URLError, HTTPError and timeouts are all OSErrors
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise DataError(f"download failed: {url}: {getattr(e, 'reason', e)}") from None
-    os.replace(tmp, path)
-
-
 def prepare(dataset: str, data_dir: str = "data", raw_dir: str | None = None) -> dict[str, int]:
     """Convert the raw files of gsm8k or prontoqa into data/<dataset>_<split>.json.
     Without raw_dir they are downloaded to data/raw/<dataset>/ first. Returns records per split."""
@@ -380,7 +358,7 @@ def prepare(dataset: str, data_dir: str = "data", raw_dir: str | None = None) ->
             download(url, os.path.join(raw_dir, name))
     splits = convert(dataset, raw_dir)
     for split, records in splits.items():
-        prosqa_gen.write_json_atomic(os.path.join(data_dir, f"{dataset}_{split}.json"), records)
+        write_json(os.path.join(data_dir, f"{dataset}_{split}.json"), records)
     return {split: len(records) for split, records in splits.items()}
 
 

@@ -7,7 +7,7 @@ the model must accept embeddings, and must do so one position at a time without
 recomputing the prefix (the KV cache).
 
 GPT-2 weights are read straight from the released Hugging Face `model.safetensors`
-file by a ~60-line reader below; no `transformers` import anywhere:
+file by a short reader below the `files` ruler; no `transformers` import anywhere:
 
     model = GPT.from_pretrained("gpt2")              # downloads once, then cached
     model = GPT.from_pretrained("path/model.safetensors")
@@ -22,6 +22,7 @@ import os
 import pickle
 import re
 import struct
+import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass, replace
 
@@ -82,18 +83,13 @@ class KVCache:
 
     def __init__(self, n_layer, max_len=None, batch_size=None, n_head=None, head_size=None,
                  device=None, dtype=None):
-        self.n_layer, self.max_len, self.pos = n_layer, max_len, 0
+        self.max_len, self.pos = max_len, 0
         if max_len is None:
             self.k, self.v = [None] * n_layer, [None] * n_layer
         else:
             shape = (n_layer, batch_size, n_head, max_len, head_size)
             self.k = torch.zeros(shape, device=device, dtype=dtype)
             self.v = torch.zeros(shape, device=device, dtype=dtype)
-
-    def reset(self):
-        self.pos = 0
-        if self.max_len is None:
-            self.k, self.v = [None] * self.n_layer, [None] * self.n_layer
 
     def update(self, layer, k, v):
         """Store this step's k, v (B, nh, T, hs) for `layer`; return all keys/values so far."""
@@ -110,6 +106,23 @@ class KVCache:
 
     def advance(self, T):
         self.pos += T
+
+
+def attention_mask(T_new, T_past, key_mask, device):
+    """Boolean (B or 1, 1, T_new, T_past + T_new) mask: True where a query may attend.
+
+    Query i sits at absolute column T_past + i, so it sees keys 0..T_past + i: the
+    causal mask is aligned to the *end* of the cache (is_causal=True would align it
+    to the start, which is only right when T_past = 0). key_mask (B, T_past + T_new)
+    marks real tokens; left padding is False. Every query may see itself, so a
+    padding row never has an empty softmax (its output is garbage, and unused).
+    """
+    q = torch.arange(T_new, device=device).view(-1, 1) + T_past
+    kpos = torch.arange(T_past + T_new, device=device).view(1, -1)
+    allowed = (kpos <= q).view(1, 1, T_new, T_past + T_new)
+    if key_mask is not None:
+        allowed = (allowed & key_mask[:, None, None, :]) | (kpos == q)
+    return allowed
 
 
 def rotary(pos, head_size, base=10000.0):
@@ -177,23 +190,6 @@ class Block(nn.Module):
     def forward(self, x, attn_mask, cache=None, layer=0, rope=None):
         x = x + self.attn(self.ln_1(x), attn_mask, cache, layer, rope)
         return x + self.mlp(self.ln_2(x))
-
-
-def attention_mask(T_new, T_past, key_mask, device):
-    """Boolean (B or 1, 1, T_new, T_past + T_new) mask: True where a query may attend.
-
-    Query i sits at absolute column T_past + i, so it sees keys 0..T_past + i: the
-    causal mask is aligned to the *end* of the cache (is_causal=True would align it
-    to the start, which is only right when T_past = 0). key_mask (B, T_past + T_new)
-    marks real tokens; left padding is False. Every query may see itself, so a
-    padding row never has an empty softmax (its output is garbage, and unused).
-    """
-    q = torch.arange(T_new, device=device).view(-1, 1) + T_past
-    kpos = torch.arange(T_past + T_new, device=device).view(1, -1)
-    allowed = (kpos <= q).view(1, 1, T_new, T_past + T_new)
-    if key_mask is not None:
-        allowed = (allowed & key_mask[:, None, None, :]) | (kpos == q)
-    return allowed
 
 
 class GPT(nn.Module):
@@ -314,99 +310,74 @@ class GPT(nn.Module):
         fused = device_type == "cuda"  # fused AdamW kernels exist on CUDA only
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, eos=None):
-        """Continue idx (B, T) for max_new_tokens with the KV cache.
-
-        temperature 0 means greedy. Rows stop growing after eos (they keep eos).
-        """
-        B, T = idx.shape
-        cache = self.new_cache(B, min(T + max_new_tokens, self.config.block_size))
-        _, logits = self(idx, cache=cache, logits_at="last")
-        out, done = [idx], torch.zeros(B, dtype=torch.bool, device=idx.device)
-        for i in range(max_new_tokens):
-            if temperature == 0:
-                nxt = logits.argmax(-1)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, -float("inf"))
-                nxt = torch.multinomial(F.softmax(logits, -1), 1).squeeze(1)
-            if eos is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
-                done |= nxt == eos
-            out.append(nxt[:, None])
-            if (eos is not None and done.all()) or i == max_new_tokens - 1 or cache.pos >= cache.max_len:
-                break
-            _, logits = self(nxt[:, None], cache=cache, logits_at="last")
-        return torch.cat(out, 1)
-
-    # ------------------------------------------------------------------ loading GPT-2
-
     @classmethod
     def from_pretrained(cls, name_or_path, cache_dir=None, n_head=None):
-        """GPT-2 from the released `model.safetensors`: a hub name (gpt2, gpt2-medium,
-        gpt2-large, gpt2-xl; downloaded once) or a local file. The config is inferred
-        from the tensor shapes; only the head count is invisible in them, so it comes
-        from `n_head`, a `config.json` beside the file, or GPT-2's head size of 64."""
-        path = name_or_path if os.path.exists(name_or_path) else download_gpt2(name_or_path, cache_dir)
-        tensors = read_safetensors(path)
-        sd = {k.removeprefix("transformer."): v for k, v in tensors.items()
-              if k.rsplit(".", 2)[-2:] not in (["attn", "bias"], ["attn", "masked_bias"])  # causal-mask buffers
-              and k != "lm_head.weight"}
-        for key in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight"):
-            if key not in sd:
-                raise ValueError(f"{path}: missing tensor '{key}': not a GPT-2 weights file")
-        # The file is untrusted: every size below is read from it, so check that the tensors agree
-        # before a model of that size is built (one stray 'h.10000000...' name is 10M layers).
-        layers = set()
-        for k in sd:
-            if k.startswith("h."):
-                i = k.split(".")[1]
-                if not (i.isascii() and i.isdigit() and len(i) < 10):
-                    raise ValueError(f"{path}: tensor '{k}': '{i}' is not a layer number")
-                layers.add(int(i))
-        n_layer = 1 + max(layers)
-        if len(layers) != n_layer:
-            raise ValueError(f"{path}: layers must be numbered 0..n-1 without gaps, but {len(layers)} layers "
-                             f"are numbered up to h.{n_layer - 1}")
-        wte, wpe = sd["wte.weight"], sd["wpe.weight"]
-        if wte.dim() != 2 or wpe.dim() != 2 or 0 in wte.shape + wpe.shape or wte.shape[1] != wpe.shape[1]:
-            raise ValueError(f"{path}: wte.weight {tuple(wte.shape)} and wpe.weight {tuple(wpe.shape)} must be "
-                             f"(vocabulary, width) and (context, width) tables of the same width")
-        (vocab, C), cfg_json = wte.shape, os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
-        if n_head is None and os.path.exists(cfg_json):
-            n_head = config_n_head(cfg_json)
-        n_head = n_head or max(1, C // 64)  # every released GPT-2 has head size 64
-        try:
-            config = GPTConfig(block_size=wpe.shape[0], vocab_size=vocab, n_layer=n_layer, n_head=n_head, n_embd=C)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
-        check_state(path, config, sd, gpt2_layout=True)
-        model = cls(config)
-        model.load_gpt2_state(sd, path)
-        return model
+        """GPT-2 from its released `model.safetensors`: a hub name (gpt2, gpt2-medium, gpt2-large,
+        gpt2-xl; downloaded once) or a local file. load_gpt2, below, does the reading."""
+        return load_gpt2(name_or_path, cache_dir, n_head)
 
-    def load_gpt2_state(self, sd, path):
-        """Copy a GPT-2 state dict (HF names, Conv1D layout) into this model, checking
-        every name and shape."""
-        ours = {k.removeprefix("transformer."): v for k, v in self.state_dict().items()
-                if k != "lm_head.weight"}
-        check_tensor_names(path, ours, sd)
-        with torch.no_grad():
-            for k, dst in ours.items():
-                src = sd[k]
-                if k.endswith(_CONV1D):  # HF stores these as Conv1D: (in, out); Linear wants (out, in)
-                    src = src.t()
-                if k == "wte.weight":  # our table is padded to a multiple of 64
-                    if src.shape[1] != dst.shape[1] or src.shape[0] > dst.shape[0]:
-                        raise ValueError(f"{path}: tensor '{k}' has shape {tuple(src.shape)}, expected ({self.config.vocab_size}, {dst.shape[1]})")
-                    dst[:src.shape[0]].copy_(src)
-                    continue
-                if src.shape != dst.shape:
-                    raise ValueError(f"{path}: tensor '{k}' has shape {tuple(src.shape)}, expected {tuple(dst.shape)}")
-                dst.copy_(src)
+
+# ============================================================================= files
+# Everything below reads or writes files: GPT-2 weights (a small safetensors reader, checked
+# against the file because the file is untrusted), downloads, atomic writes, checkpoints.
+
+GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # the released sizes on the Hugging Face hub
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")  # stored (in, out)
+SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+                      "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own cap on its JSON header
+
+
+def is_mask_buffer(name):
+    """The released files also store each layer's causal mask (attn.bias, attn.masked_bias):
+    buffers, not weights; we build the mask on the fly (attention_mask)."""
+    return name.endswith((".attn.bias", ".attn.masked_bias"))
+
+
+def load_gpt2(name_or_path, cache_dir=None, n_head=None):
+    """A GPT built from a released GPT-2 `model.safetensors` (a local file, or a hub name,
+    downloaded once). The config is read from the tensor shapes; only the head count is
+    invisible in them, so it comes from `n_head`, a `config.json` beside the file, or
+    GPT-2's head size of 64. Every size is read from an untrusted file, so the tensors are
+    checked against each other (check_state) before a model of that size is built."""
+    path = name_or_path if os.path.exists(name_or_path) else download_gpt2(name_or_path, cache_dir)
+    sd = {k.removeprefix("transformer."): v for k, v in read_safetensors(path).items()
+          if not is_mask_buffer(k) and k != "lm_head.weight"}  # the LM head is tied to wte
+    for key in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight"):
+        if key not in sd:
+            raise ValueError(f"{path}: missing tensor '{key}': not a GPT-2 weights file")
+    layers = set()  # one stray 'h.10000000...' name must not mean 10M layers
+    for k in (k for k in sd if k.startswith("h.")):
+        i = k.split(".")[1]
+        if not (i.isascii() and i.isdigit() and len(i) < 10):
+            raise ValueError(f"{path}: tensor '{k}': '{i}' is not a layer number")
+        layers.add(int(i))
+    n_layer = 1 + max(layers)
+    if len(layers) != n_layer:
+        raise ValueError(f"{path}: layers must be numbered 0..n-1 without gaps, but {len(layers)} layers "
+                         f"are numbered up to h.{n_layer - 1}")
+    wte, wpe = sd["wte.weight"], sd["wpe.weight"]
+    if wte.dim() != 2 or wpe.dim() != 2 or 0 in wte.shape + wpe.shape or wte.shape[1] != wpe.shape[1]:
+        raise ValueError(f"{path}: wte.weight {tuple(wte.shape)} and wpe.weight {tuple(wpe.shape)} must be "
+                         f"(vocabulary, width) and (context, width) tables of the same width")
+    (vocab, C), cfg_json = wte.shape, os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+    if n_head is None and os.path.exists(cfg_json):
+        n_head = config_n_head(cfg_json)
+    try:
+        config = GPTConfig(block_size=wpe.shape[0], vocab_size=vocab, n_layer=n_layer,
+                           n_head=n_head or max(1, C // 64), n_embd=C)  # every released GPT-2 has head size 64
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    check_state(path, config, sd, gpt2_layout=True)  # every name and shape, before anything is allocated
+    model = GPT(config)
+    with torch.no_grad():
+        for k, dst in model.state_dict().items():
+            k = k.removeprefix("transformer.")
+            if k == "lm_head.weight":
+                continue
+            src = sd[k].t() if k.endswith(CONV1D) else sd[k]  # Conv1D (in, out) -> Linear (out, in)
+            dst[:src.shape[0]].copy_(src)  # wte: our table is padded past the vocabulary
+    return model
 
 
 def config_n_head(path):
@@ -437,7 +408,7 @@ def check_state(path, config, found, gpt2_layout=False):
             if k == "lm_head.weight":
                 continue
             k = k.removeprefix("transformer.")
-            shape = shape[::-1] if k.endswith(_CONV1D) else (config.vocab_size, shape[1]) if k == "wte.weight" else shape
+            shape = shape[::-1] if k.endswith(CONV1D) else (config.vocab_size, shape[1]) if k == "wte.weight" else shape
         (layer if "h.0." in k else fixed)[k] = shape
     # 1. every tensor in order, stopping at the first missing one: a config of a million layers
     #    stops at the first layer the file lacks, so this loop never runs past the file's tensors
@@ -463,22 +434,6 @@ def check_state(path, config, found, gpt2_layout=False):
                          f"can store (tensors that share their data?)")
 
 
-def check_tensor_names(path, expected, found):
-    """One-line error naming the first tensor missing from, or unexpected in, a weights file."""
-    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    if missing:
-        raise ValueError(f"{path}: missing tensor '{missing[0]}' ({len(missing)} missing)")
-    if unexpected:
-        raise ValueError(f"{path}: unexpected tensor '{unexpected[0]}'")
-
-
-_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                       "F64": torch.float64, "I64": torch.int64, "I32": torch.int32,
-                       "U8": torch.uint8, "BOOL": torch.bool}
-_MAX_HEADER = 100 * 1024 * 1024  # the format's own cap on the JSON header
-
-
 def read_safetensors(path):
     """Read a .safetensors file: 8-byte little-endian header length N, N bytes of JSON
     {name: {dtype, shape, data_offsets: [begin, end]}}, then the raw little-endian data.
@@ -491,7 +446,7 @@ def read_safetensors(path):
         if len(head) < 8:
             raise ValueError(f"{path}: truncated file ({size} bytes): no safetensors header")
         (n,) = struct.unpack("<Q", head)
-        if n > min(size - 8, _MAX_HEADER):
+        if n > min(size - 8, MAX_HEADER):
             raise ValueError(f"{path}: header length {n} exceeds the file size {size}")
         try:
             header = json.loads(f.read(n))
@@ -509,9 +464,9 @@ def read_safetensors(path):
                 dtype_name, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
             except (TypeError, KeyError, ValueError):
                 raise ValueError(f"{path}: tensor '{name}' has a malformed header entry") from None
-            if not isinstance(dtype_name, str) or dtype_name not in _SAFETENSORS_DTYPES:
+            if not isinstance(dtype_name, str) or dtype_name not in SAFETENSORS_DTYPES:
                 raise ValueError(f"{path}: tensor '{name}' has unknown dtype {dtype_name!r}")
-            dtype = _SAFETENSORS_DTYPES[dtype_name]
+            dtype = SAFETENSORS_DTYPES[dtype_name]
             if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2 ** 63 for d in shape)):
                 raise ValueError(f"{path}: tensor '{name}' has an invalid shape {str(shape)[:80]}")
             if not (type(begin) is int and type(end) is int and 0 <= begin <= end <= data_len):
@@ -538,33 +493,57 @@ def read_safetensors(path):
 
 
 def download_gpt2(name, cache_dir=None):
-    """Download <name>/model.safetensors from the Hugging Face hub once, with a progress bar."""
-    if name not in _GPT2_NAMES:
-        raise ValueError(f"{name}: not a file, and not one of the GPT-2 names {sorted(_GPT2_NAMES)}")
-    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "nanococonut")
-    path = os.path.join(cache_dir, name, "model.safetensors")
-    if os.path.exists(path):
-        return path
-    from tqdm import tqdm
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    url = f"https://huggingface.co/{name}/resolve/main/model.safetensors"
-    tmp = path + ".part"
-    try:
-        with urllib.request.urlopen(url) as r, open(tmp, "wb") as f, \
-                tqdm(total=int(r.headers.get("Content-Length", 0)), unit="B", unit_scale=True, desc=name) as bar:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    except OSError as e:
-        raise ConnectionError(f"could not download {url}: {e}") from None
-    os.replace(tmp, path)
+    """The path of <name>/model.safetensors, downloaded from the Hugging Face hub the first time."""
+    if name not in GPT2_NAMES:
+        raise ValueError(f"{name}: not a file, and not one of the GPT-2 names {list(GPT2_NAMES)}")
+    path = os.path.join(cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "nanococonut"),
+                        name, "model.safetensors")
+    download(f"https://huggingface.co/{name}/resolve/main/model.safetensors", path)
     return path
 
 
-_GPT2_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}
+def download(url, path):
+    """Fetch url to path with a progress bar, unless path exists (it is a cache). The bytes go to
+    path.part first, so an interrupted download never leaves a file that looks complete."""
+    if os.path.exists(path):
+        return
+    from tqdm import tqdm
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    part = path + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(part, "wb") as f, \
+                tqdm(total=int(r.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
+                     desc=os.path.basename(path), disable=None) as bar:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
+    except OSError as e:  # URLError, HTTPError and timeouts are all OSErrors
+        if os.path.exists(part):
+            os.remove(part)
+        raise ConnectionError(f"download failed: {url}: {getattr(e, 'reason', e)}") from None
+    os.replace(part, path)
 
 
-# ---------------------------------------------------------------------- checkpoints and devices
+def atomic_write(path, write, binary=False):
+    """Call write(f) on a temp file beside path, then rename it over path: readers never see
+    half a file, and an interrupted write never replaces a good one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these files are for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj, indent=None):
+    """obj as UTF-8 JSON, written atomically (data splits, run summaries)."""
+    atomic_write(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=indent))
+
 
 def pick_device(name="auto"):
     """'auto' picks cuda, then mps, then cpu; any other name must be a device this machine
@@ -584,13 +563,9 @@ def pick_device(name="auto"):
 
 
 def save_checkpoint(path, model, meta, extra=None):
-    """Plain tensors + JSON-able metadata, written atomically (temp file + rename), so an
-    interrupted write never replaces a good checkpoint with half a file."""
+    """Plain tensors + JSON-able metadata, written atomically."""
     state = {"model": model.state_dict(), "config": asdict(model.config), "meta": meta, **(extra or {})}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
 def load_checkpoint(path, device="cpu", meta=None):

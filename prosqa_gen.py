@@ -31,15 +31,15 @@ the paper's statistics (nodes, edges, in-degrees, people, steps, shortest paths)
   asks about index 1), so nothing can be read off the index alone.
 """
 import argparse
-import json
 import math
 import os
 import random
 import re
 import sys
-import tempfile
 from collections import Counter, deque
 from dataclasses import dataclass, replace
+
+from model import write_json
 
 PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
           "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
@@ -347,20 +347,6 @@ def format_table(summary):
 # files
 
 
-def write_json_atomic(path, obj, indent=None):
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=indent)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; data files are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def generate_split(rng, n, seen, size=Difficulty(), progress=False):
     """n records whose question texts are not in seen (seen is updated)."""
     records, tries = [], 0
@@ -394,7 +380,7 @@ def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None
         splits[name] = generate_split(rng, n, seen, size, progress=name == "train" and not quiet)
     os.makedirs(out_dir, exist_ok=True)
     for name, records in splits.items():
-        write_json_atomic(os.path.join(out_dir, f"{dataset}_{name}.json"), records)
+        write_json(os.path.join(out_dir, f"{dataset}_{name}.json"), records)
     if not quiet:
         print(format_table(summarize([r for records in splits.values() for r in records])))
     return splits

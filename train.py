@@ -26,8 +26,8 @@ import torch.nn as nn
 
 import coconut
 import data
-from model import GPT, GPTConfig, load_checkpoint, pick_device, save_checkpoint
-from prosqa_gen import SIZES, reshuffle, write_json_atomic
+from model import GPT, GPTConfig, load_checkpoint, pick_device, save_checkpoint, write_json
+from prosqa_gen import SIZES, reshuffle
 
 # Model presets; every field is also a flag, and a flag given on the command line wins.
 PRESETS = {
@@ -443,7 +443,7 @@ def train(args):
                               max_new_tokens=args.max_new_tokens)
         summary = summarize(history)
         result = {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}
-        write_json_atomic(os.path.join(args.out, "summary.json"), result, indent=1)
+        write_json(os.path.join(args.out, "summary.json"), result, indent=1)
         log(format_summary(summary))
         log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
     if ddp:

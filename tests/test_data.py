@@ -359,12 +359,13 @@ def test_prepare_missing_raw_file(tmp_path):
 def test_download_failure_names_url(tmp_path, monkeypatch):
     """Guards the network error: one line naming the URL, and no partial file left behind."""
     import urllib.error
+    import urllib.request
 
     def offline(url, timeout=None):
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
-    with pytest.raises(data.DataError) as e:
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(ConnectionError) as e:
         data.prepare("prontoqa", data_dir=str(tmp_path))
     assert str(e.value) == f"download failed: {data.PRONTOQA_URL}: no route to host"
     assert not os.path.exists(tmp_path / "raw" / "prontoqa" / "5hop_0shot_random.json.part")

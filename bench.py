@@ -91,7 +91,11 @@ def time_generation(model, prompts, sp, batch_size, max_new_tokens, device):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
+    p = argparse.ArgumentParser(
+        prog="bench.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Speed of training with continuous thoughts and of batched generation.",
+        epilog="Any train.py flag (--model, --n-embd, --batch-size, --device, --dtype, ...) works here too: "
+               "python train.py --help lists them.")
     p.add_argument("--steps", type=int, default=8, help="training batches per timed repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
     p.add_argument("--questions", type=int, default=64, help="questions for the generation benchmark")
@@ -111,9 +115,9 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads")
 
     # 1. training: stage 0 against the last stage, eager (and compiled on CUDA)
-    modes = [("eager", train.Objective(model))]
+    modes = [("eager", train.objective_of(model))]
     if device.startswith("cuda"):
-        modes.append(("compiled", torch.compile(train.Objective(model), dynamic=True)))
+        modes.append(("compiled", train.objective_of(model, compile=True)))
     last = args.max_stage
     for name, objective in modes:
         res = {}

@@ -20,9 +20,11 @@ import random
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 import coconut
 import data
@@ -30,24 +32,22 @@ from model import GPT, GPTConfig, load_checkpoint, pick_device, save_checkpoint,
 from prosqa_gen import SIZES, reshuffle
 
 # Model presets; every field is also a flag, and a flag given on the command line wins.
+# The paper's recipe: pretrained GPT-2 124M, AdamW 1e-4, weight decay 0.01, effective batch
+# 128, 5 epochs per stage, and in the last stage until epoch 50 (6 * 5 + 20).
+GPT2 = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2", pos_emb="learned", lr=1e-4,
+            weight_decay=0.01, beta2=0.999, schedule="constant", warmup=0, batch_size=32, grad_accum=4,
+            epochs_per_stage=5, final_epochs=20, train_frac=1.0)
 PRESETS = {
-    # CPU default: a small transformer from scratch on a word-level vocabulary, where every
-    # ProsQA concept is one token (Zhu et al. 2025 show 2 layers suffice with thoughts).
-    # Tuned for about 30 minutes on 2 CPU cores; the README's results section logs the runs.
-    # Rotary positions, not GPT-2's learned table: the lookups this task needs are relative
-    # (test 53.0% against 45.8%); 2 heads of 32 score as 4 of 16 and run faster (README: results).
-    "small": dict(n_layer=2, n_head=2, n_embd=64, block_size=512, tokenizer="words", lr=3e-3,
-                  weight_decay=0.01, batch_size=8, grad_accum=1, epochs_per_stage=2, final_epochs=4,
-                  train_frac=1.0, warmup=100, schedule="constant", beta2=0.95, pos_emb="rope"),
-    # The paper's recipe: pretrained GPT-2 124M, AdamW 1e-4, wd 0.01, effective batch 128,
-    # 5 epochs per stage, in the last stage until epoch 50 (6 * 5 + 20).
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2", lr=1e-4,
-                 weight_decay=0.01, batch_size=32, grad_accum=4, epochs_per_stage=5, final_epochs=20,
-                 train_frac=1.0, warmup=0, schedule="constant", beta2=0.999, pos_emb="learned"),
-    # GPT-2's shape from scratch on the word-level vocabulary, with the paper's schedule.
-    "gpt2-scratch": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="words", lr=1e-4,
-                         weight_decay=0.01, batch_size=32, grad_accum=4, epochs_per_stage=5, final_epochs=20,
-                         train_frac=1.0, warmup=0, schedule="constant", beta2=0.999, pos_emb="learned"),
+    "gpt2": GPT2,
+    # GPT-2's shape from scratch on the word-level vocabulary, with the paper's schedule
+    "gpt2-scratch": {**GPT2, "tokenizer": "words"},
+    # the CPU default: a small transformer from scratch on the word-level vocabulary, where every
+    # ProsQA concept is one token (Zhu et al. 2025 show that 2 layers suffice with thoughts);
+    # rotary positions, since the lookups the task needs are relative. The README logs the runs
+    # that chose each value.
+    "small": {**GPT2, "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 512, "tokenizer": "words",
+              "pos_emb": "rope", "lr": 3e-3, "beta2": 0.95, "warmup": 100, "batch_size": 8, "grad_accum": 1,
+              "epochs_per_stage": 2, "final_epochs": 4},
 }
 
 # Recipes of the small preset for the generated laptop-scale sets: a flag given on the
@@ -59,8 +59,8 @@ RECIPES = {
 }
 
 # Printed when the paper-size set trains on a CPU (the README's results section has the runs).
-CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on 2 CPU cores this command measured 52.8% test "
-            "(chance 50%) in 24 min. The laptop-scale demo: python train.py --dataset prosqa-small")
+CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on a CPU the small model stays near chance within an "
+            "hour (the README's results). The laptop-scale sets: python train.py --dataset prosqa-small")
 
 
 # What --resume may change. check_same_model refuses another model or method (SAME_MODEL).
@@ -206,6 +206,14 @@ class Objective(nn.Module):
         return coconut.training_loss(self.model, batch)
 
 
+def objective_of(model, compile=False, ddp=False):
+    """The module a training step calls: Objective, compiled (fused kernels) and/or DDP-wrapped."""
+    objective = Objective(model)
+    if compile:
+        objective = torch.compile(objective, dynamic=True)
+    return torch.nn.parallel.DistributedDataParallel(objective) if ddp else objective
+
+
 # ----------------------------------------------------------------------------- data and model
 
 
@@ -304,151 +312,180 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
 # ----------------------------------------------------------------------------- training
 
 
-def train(args):
-    ddp = "RANK" in os.environ
-    if ddp:
-        import torch.distributed as dist
-        backend = "nccl" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "gloo"
-        dist.init_process_group(backend)
-        rank, world = dist.get_rank(), dist.get_world_size()
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}" if backend == "nccl" else "cpu"
-    else:
-        rank, world, device = 0, 1, pick_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    master = rank == 0
-    device_type = device.split(":")[0]
-    log = print if master else (lambda *a, **k: None)
+@dataclass
+class Start:
+    """Where a run begins: a fresh model (model None), or a checkpoint's model at a stage and epoch."""
+    stage: int
+    epoch: int = 0
+    model: GPT | None = None
+    ckpt: dict | None = None
+    path: str | None = None  # the checkpoint it came from
+    history: list = field(default_factory=list)  # per-epoch records so far
 
-    # 1. where to start: a fresh model, the previous stage's checkpoint, or latest.pt
-    start_stage, start_epoch, ckpt, history = args.first, 0, None, []
-    latest = os.path.join(args.out, "latest.pt")
+
+def starting_point(args):
+    """A fresh run starts stage 0 in a folder without checkpoints; stage s > 0 starts from the
+    end of stage s-1 (<out>/stage<s-1>.pt); --resume goes on where <out>/latest.pt stopped."""
     if args.resume:
-        path = latest
-        model, ckpt = load_checkpoint(latest, meta=RUN_META)
-        check_same_model(latest, ckpt, args)
-        check_exact_resume(latest, ckpt, args)
+        path = os.path.join(args.out, "latest.pt")
+        model, ckpt = load_checkpoint(path, meta=RUN_META)
+        check_same_model(path, ckpt, args)
+        check_exact_resume(path, ckpt, args)
         m = ckpt["meta"]
-        history = m["history"]
-        start_stage, start_epoch = (m["stage"] + 1, 0) if m["stage_done"] else (m["stage"], m["epoch"])
-        if start_stage > args.last:
-            log(f"{latest}: stage {m['stage']} is already done; nothing to resume within --stage {args.stage}")
-            return model, history
-        if not args.first <= start_stage:
-            raise ValueError(f"{latest}: run is at stage {start_stage}, before --stage {args.stage}")
-    elif args.first > 0:
-        prev = os.path.join(args.out, f"stage{args.first - 1}.pt")
-        if not os.path.exists(prev):
-            raise FileNotFoundError(f"{prev}: stage {args.first} starts from the end of stage {args.first - 1}, "
+        stage, epoch = (m["stage"] + 1, 0) if m["stage_done"] else (m["stage"], m["epoch"])
+        if stage < args.first:
+            raise ValueError(f"{path}: run is at stage {stage}, before --stage {args.stage}")
+        return Start(stage, epoch, model, ckpt, path, m["history"])
+    if args.first > 0:
+        path = os.path.join(args.out, f"stage{args.first - 1}.pt")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: stage {args.first} starts from the end of stage {args.first - 1}, "
                                     f"which is missing (run --stage {args.first - 1} first, or --stage 0..{args.last})")
-        path = prev
-        model, ckpt = load_checkpoint(prev, meta=RUN_META)
-        check_same_model(prev, ckpt, args)
-        history = ckpt["meta"]["history"]
-    elif os.path.isdir(args.out) and (saved := sorted(f for f in os.listdir(args.out) if is_run_checkpoint(f))):
+        model, ckpt = load_checkpoint(path, meta=RUN_META)
+        check_same_model(path, ckpt, args)
+        return Start(args.first, 0, model, ckpt, path, ckpt["meta"]["history"])
+    if os.path.isdir(args.out) and (saved := sorted(f for f in os.listdir(args.out) if is_run_checkpoint(f))):
         # a fresh stage 0 would overwrite them: latest.pt alone is a run stopped in stage 0
         raise ValueError(f"{args.out}: already holds checkpoints ({', '.join(saved)}); pass --resume to continue "
                          f"that run, or choose another --out")
-    enc = data.encoding_from_state(ckpt["meta"]["tokenizer"], path) if ckpt else None
+    return Start(0)
+
+
+def model_and_data(args, start):
+    """The tokenizer, the three splits and the model to train (the checkpoint's, or a new
+    one); every example checked against the model's context."""
+    enc = data.encoding_from_state(start.ckpt["meta"]["tokenizer"], start.path) if start.ckpt else None
     enc, splits = load_data(args, enc)
-    sp = data.special_ids(enc)
-    if ckpt is None:
-        model = new_model(args, enc)
-    elif model.config.vocab_size != enc.n_vocab:
-        raise ValueError(f"{path}: the model's vocabulary of {model.config.vocab_size} is not its tokenizer's {enc.n_vocab}")
+    model = start.model or new_model(args, enc)
+    if model.config.vocab_size != enc.n_vocab:
+        raise ValueError(f"{start.path}: the model's vocabulary of {model.config.vocab_size} is not its tokenizer's "
+                         f"{enc.n_vocab}")
     if model.config.block_size != args.block_size:  # the weights bring their own context: check the data again
         args.block_size = model.config.block_size
-        check_context(args, splits, path if ckpt else f"the position table of {args.init or 'gpt2'}")
+        check_context(args, splits, start.path or f"the position table of {args.init or 'gpt2'}")
+    return enc, splits, model
+
+
+def train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc):
+    """One epoch of optimizer steps: gradient accumulation over args.grad_accum batches, the
+    learning rate of each step from lr_at(step), gradient clipping. Returns the mean training
+    loss and the tokens per second of this process."""
+    bar = tqdm(batches, desc=desc, unit="batch", leave=False, disable=None if desc else True)  # off when not a terminal
+    loss_sum, tokens, t0 = torch.zeros((), device=device), 0, time.time()
+    autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, args.dtype)) if args.dtype != "float32" \
+        else nullcontext()
+    model.train()
+    for i, batch in enumerate(bar):
+        group = min(args.grad_accum, len(batches) - (i // args.grad_accum) * args.grad_accum)  # the last may be short
+        sync = (i + 1) % args.grad_accum == 0 or i == len(batches) - 1  # this batch ends an optimizer step
+        batch = batch.to(device)
+        with (objective.no_sync() if ddp and not sync else nullcontext()), autocast:
+            loss = objective(batch)
+        (loss / group).backward()
+        loss_sum += loss.detach()
+        tokens += int(batch.key_mask.sum())
+        if sync:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(i // args.grad_accum)
+            if args.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if i % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.time() - t0):.0f}")
+    return loss_sum.item() / max(1, len(batches)), tokens / (time.time() - t0)
+
+
+def train(args):
+    ddp, rank, world, device = start_processes(args)
+    master = rank == 0
+    log = print if master else (lambda *a, **k: None)
+
+    # 1. where to start, the data, the model
+    start = starting_point(args)
+    if start.stage > args.last:
+        log(f"{start.path}: stage {start.stage - 1} is already done; nothing to resume within --stage {args.stage}")
+        return start.model, start.history
+    enc, splits, model = model_and_data(args, start)
+    sp, history = data.special_ids(enc), start.history
     model.to(device)
-    if device_type == "cpu" and args.dataset == "prosqa" and args.model == "small":
+    if device.startswith("cpu") and args.dataset == "prosqa" and args.model == "small":
         log(CPU_NOTE)
     log(f"model: {args.model}, {model.num_params() / 1e6:.2f}M parameters, vocab {enc.n_vocab}, device {device}"
         f"{f', {world} processes' if ddp else ''}")
     log(f"data: {', '.join(f'{s} {len(v)}' for s, v in splits.items())}; effective batch "
         f"{args.batch_size * args.grad_accum * world}; method {args.method}; out {args.out}")
+    objective = objective_of(model, args.compile, ddp)
 
-    objective = Objective(model)
-    if args.compile:
-        objective = torch.compile(objective, dynamic=True)
-    if ddp:
-        from torch.nn.parallel import DistributedDataParallel
-        objective = DistributedDataParallel(objective)
-    autocast = torch.autocast(device_type, dtype=getattr(torch, args.dtype)) if args.dtype != "float32" else nullcontext()
-    meta = lambda stage, epoch, done: {"tokenizer": data.encoding_state(enc), "args": {k: v for k, v in vars(args).items()},
-                                       "stage": stage, "epoch": epoch, "stage_done": done, "history": history}
-
-    # 2. the curriculum: a fresh optimizer per stage (unless --no-reset-optimizer), evaluation after every epoch
+    # 2. the curriculum: a fresh optimizer per stage (unless --no-reset-optimizer), validation after every epoch
     opt = None
-    for stage in range(start_stage, args.last + 1):
-        n_epochs = epochs_of(stage, args)
-        steps_per_epoch = math.ceil(math.ceil(epoch_rows(len(splits["train"]), args, world) / args.batch_size) / args.grad_accum)
-        first_epoch = start_epoch if stage == start_stage else 0
+    for stage in range(start.stage, args.last + 1):
+        n_epochs, t_stage = epochs_of(stage, args), time.time()
+        steps = math.ceil(math.ceil(epoch_rows(len(splits["train"]), args, world) / args.batch_size) / args.grad_accum)
+        first = start.epoch if stage == start.stage else 0
         if opt is None or args.reset_optimizer:
-            opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device_type)
-            if stage == start_stage and (first_epoch > 0 or not args.reset_optimizer) and "optimizer" in (ckpt or {}):
-                opt.load_state_dict(ckpt["optimizer"])
-        t_stage = time.time()
-        for epoch in range(first_epoch, n_epochs):
+            opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device.split(":")[0])
+            if stage == start.stage and (first > 0 or not args.reset_optimizer) and "optimizer" in (start.ckpt or {}):
+                opt.load_state_dict(start.ckpt["optimizer"])
+        for epoch in range(first, n_epochs):
             t_epoch = time.time()
             batches = epoch_batches(splits["train"], stage, epoch, args, sp, rank, world, enc)
-            loss_sum, tokens, t0 = torch.zeros((), device=device), 0, time.time()
-            bar = batches
+            lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup, args.schedule)  # noqa: E731
+            desc = f"stage {stage} epoch {epoch + 1}/{n_epochs}" if master else None
+            loss, tok_s = train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc)
+            entry = {"stage": stage, "epoch": epoch + 1, "train_loss": loss, "tokens_per_s": tok_s * world}
             if master:
-                from tqdm import tqdm
-                bar = tqdm(batches, desc=f"stage {stage} epoch {epoch + 1}/{n_epochs}", unit="batch", leave=False)
-            model.train()
-            for i, batch in enumerate(bar):
-                step = epoch * steps_per_epoch + i // args.grad_accum
-                group = min(args.grad_accum, len(batches) - (i // args.grad_accum) * args.grad_accum)
-                batch = batch.to(device)
-                sync = (i + 1) % args.grad_accum == 0 or i == len(batches) - 1
-                with (objective.no_sync() if ddp and not sync else nullcontext()), autocast:
-                    loss = objective(batch)
-                (loss / group).backward()
-                loss_sum += loss.detach()
-                tokens += int(batch.key_mask.sum())
-                if sync:
-                    for g in opt.param_groups:
-                        g["lr"] = get_lr(step, steps_per_epoch * n_epochs, args.lr, args.warmup, args.schedule)
-                    if args.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                if master and i % 10 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens * world / (time.time() - t0):.0f}")
-            train_loss = loss_sum.item() / max(1, len(batches))
-            secs = time.time() - t0
-            entry = {"stage": stage, "epoch": epoch + 1, "train_loss": train_loss, "tokens_per_s": tokens * world / secs}
-            if master:
-                ev = coconut.evaluate(model, splits["valid"][:args.eval_n], enc, sp, coconut.Curriculum.of_run(vars(args), stage),
-                                      max_new_tokens=args.max_new_tokens)
-                entry.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"])
-            entry["seconds"] = time.time() - t_epoch  # the epoch's wall time: batching, training, evaluation
-            history.append(entry)
-            if master:
-                done = epoch == n_epochs - 1
-                save_checkpoint(latest, model, meta(stage, epoch + 1, done), {"optimizer": opt.state_dict()})
-                if done:
-                    keep = {} if args.reset_optimizer else {"optimizer": opt.state_dict()}  # the next stage goes on with it
-                    save_checkpoint(os.path.join(args.out, f"stage{stage}.pt"), model, meta(stage, epoch + 1, True), keep)
-                log(f"stage {stage} epoch {epoch + 1}/{n_epochs}: loss {train_loss:.4f}, valid acc {ev['acc']:.1%} "
+                ev = coconut.evaluate(model, splits["valid"][:args.eval_n], enc, sp,
+                                      coconut.Curriculum.of_run(vars(args), stage), max_new_tokens=args.max_new_tokens)
+                entry.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"], seconds=time.time() - t_epoch)
+                history.append(entry)
+                save_epoch(args, model, opt, enc, stage, epoch + 1, epoch == n_epochs - 1, history)
+                log(f"stage {stage} epoch {epoch + 1}/{n_epochs}: loss {loss:.4f}, valid acc {ev['acc']:.1%} "
                     f"({ev['tokens']:.1f} tokens), {entry['tokens_per_s']:.0f} tok/s, {entry['seconds']:.0f}s")
             if ddp:
-                dist.barrier()
+                torch.distributed.barrier()
         log(f"stage {stage} done in {time.time() - t_stage:.0f}s")
 
     # 3. the final model on the test split, and the per-stage summary
     if master:
-        ev = coconut.evaluate(model, splits["test"], enc, sp, coconut.Curriculum.of_run(vars(args), args.last),
-                              max_new_tokens=args.max_new_tokens)
-        summary = summarize(history)
-        result = {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}
-        write_json(os.path.join(args.out, "summary.json"), result, indent=1)
-        log(format_summary(summary))
-        log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
+        finish(args, model, splits["test"], enc, sp, history, log)
     if ddp:
-        dist.destroy_process_group()
+        torch.distributed.destroy_process_group()
     return model, history
+
+
+def start_processes(args):
+    """(ddp, rank, world, device): one process, or one of several under torchrun (DDP)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if "RANK" not in os.environ:
+        return False, 0, 1, pick_device(args.device)
+    backend = "nccl" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "gloo"
+    torch.distributed.init_process_group(backend)
+    device = f"cuda:{int(os.environ['LOCAL_RANK'])}" if backend == "nccl" else "cpu"
+    return True, torch.distributed.get_rank(), torch.distributed.get_world_size(), device
+
+
+def save_epoch(args, model, opt, enc, stage, epoch, stage_done, history):
+    """latest.pt after every epoch (with the optimizer, for an exact --resume); stage<s>.pt at
+    the end of a stage (with the optimizer only when the next stage goes on with it)."""
+    meta = {"tokenizer": data.encoding_state(enc), "args": dict(vars(args)), "stage": stage, "epoch": epoch,
+            "stage_done": stage_done, "history": history}
+    save_checkpoint(os.path.join(args.out, "latest.pt"), model, meta, {"optimizer": opt.state_dict()})
+    if stage_done:
+        keep = {} if args.reset_optimizer else {"optimizer": opt.state_dict()}
+        save_checkpoint(os.path.join(args.out, f"stage{stage}.pt"), model, meta, keep)
+
+
+def finish(args, model, test, enc, sp, history, log):
+    """Score the test split at the last stage; print and save (summary.json) the per-stage table."""
+    ev = coconut.evaluate(model, test, enc, sp, coconut.Curriculum.of_run(vars(args), args.last),
+                          max_new_tokens=args.max_new_tokens)
+    summary = summarize(history)
+    write_json(os.path.join(args.out, "summary.json"),
+               {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}, indent=1)
+    log(format_summary(summary))
+    log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
 
 
 def summarize(history):

@@ -97,19 +97,10 @@ class Curriculum:
         # pause: as many <|pause|> tokens as Coconut's last stage has thoughts, no markers
         return StagePlan(n_steps, self.max_stage * self.c, False, "pause")
 
-    def layout(self, ex, sp):
-        """(ids, labels) of a tokenised example ({question, steps, answer} id lists, as
-        data.tokenize makes) at this stage. Labels equal the ids on the remaining steps
-        and the answer, IGNORE on the prompt (the question and its thought slots)."""
-        prompt, target = self.split(ex, sp)
-        return prompt + target, [IGNORE] * len(prompt) + target
-
-    def prompt(self, ex, sp):
-        """What the model is given at inference: the question and its thought slots."""
-        return self.split(ex, sp)[0]
-
-    def split(self, ex, sp):
-        """(prompt, target) id lists of an example at this stage."""
+    def prompt_and_target(self, ex, sp):
+        """(prompt, target) id lists of a tokenised example ({question, steps, answer} id
+        lists, as data.tokenize makes) at this stage: the question and its thought slots,
+        then the remaining steps and the answer."""
         plan = self.plan(len(ex["steps"]))
         n = plan.n_thoughts if self.n_thoughts is None else self.n_thoughts
         slot = sp.latent if plan.thought == "latent" else sp.pause
@@ -120,11 +111,19 @@ class Curriculum:
         target = [t for step in ex["steps"][plan.n_skip:] for t in step] + list(ex["answer"])
         return list(ex["question"]) + thoughts, target
 
+    def layout(self, ex, sp):
+        """(ids, labels) for training: labels equal the ids on the target, IGNORE on the prompt."""
+        prompt, target = self.prompt_and_target(ex, sp)
+        return prompt + target, [IGNORE] * len(prompt) + target
 
-def sample_stage(stage, max_stage, mix_prob, rng: random.Random):
-    """With probability mix_prob train this example at a random stage 0..max_stage
-    instead (the reference setup's option against forgetting earlier stages)."""
-    return rng.randint(0, max_stage) if mix_prob > 0 and rng.random() < mix_prob else stage
+    def prompt(self, ex, sp):
+        """What the model is given at inference: the question and its thought slots."""
+        return self.prompt_and_target(ex, sp)[0]
+
+    def mixed(self, mix_prob, rng: random.Random):
+        """With probability mix_prob this curriculum at a random stage 0..max_stage instead
+        (the reference setup's option against forgetting earlier stages); else itself."""
+        return self.at(rng.randint(0, self.max_stage)) if mix_prob > 0 and rng.random() < mix_prob else self
 
 
 # ----------------------------------------------------------------------------- 2. batching

@@ -295,11 +295,11 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     rng.shuffle(order)
     per = epoch_rows(len(examples), args, world)
     order = order[:per * world]
-    stages = [coconut.sample_stage(stage, args.max_stage, args.mix_prob, rng) for _ in order]
-    mine = list(zip(order, stages))[rank * per:(rank + 1) * per]  # an equal share per rank
-    exs = [data.tokenize(enc, reshuffle(examples[i][0], rng)) if args.shuffle_facts else examples[i][1] for i, _ in mine]
     curriculum = coconut.Curriculum.of_run(vars(args), stage)
-    rows = [curriculum.at(s).layout(ex, sp) for ex, (_, s) in zip(exs, mine)]
+    curricula = [curriculum.mixed(args.mix_prob, rng) for _ in order]  # with --mix-prob, some at another stage
+    mine = list(zip(order, curricula))[rank * per:(rank + 1) * per]  # an equal share per rank
+    exs = [data.tokenize(enc, reshuffle(examples[i][0], rng)) if args.shuffle_facts else examples[i][1] for i, _ in mine]
+    rows = [cur.layout(ex, sp) for ex, (_, cur) in zip(exs, mine)]
     chunk = args.batch_size * 16
     batches = []
     for a in range(0, len(rows), chunk):  # sort within chunks: similar lengths, still shuffled

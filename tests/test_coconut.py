@@ -74,9 +74,10 @@ def test_thought_count_override_and_stage_mixing():
     ids, _ = Curriculum("coconut", 6, max_stage=6, n_thoughts=2).layout(EX, SP)
     assert ids == Q + [B_, L, L, E] + A
     rng = random.Random(0)
-    draws = [coconut.sample_stage(2, 4, 0.5, rng) for _ in range(400)]
+    curriculum = Curriculum("coconut", 2, max_stage=4)
+    draws = [curriculum.mixed(0.5, rng).stage for _ in range(400)]
     assert set(draws) == {0, 1, 2, 3, 4} and 150 < draws.count(2) < 300
-    assert all(coconut.sample_stage(2, 4, 0.0, rng) == 2 for _ in range(50))
+    assert all(curriculum.mixed(0.0, rng) is curriculum for _ in range(50))
     with pytest.raises(ValueError, match="unknown method"):
         Curriculum("cot-of-thought")
 

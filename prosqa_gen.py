@@ -311,7 +311,7 @@ def summarize(records):
     }
 
 
-PAPER = [  # (row, summary key, the paper's value as given in PROSQA.md)
+PAPER = [  # (row, summary key, the value the paper reports or its released ProsQA files show)
     ("nodes per graph", "nodes", "22.8 (14..28)"),
     ("edges per graph", "edges", "36.0 (16..54)"),
     ("in-degree of concepts", "in_degree", "1.78"),
@@ -377,7 +377,7 @@ def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None
     rng, seen, splits = random.Random(seed), set(), {}
     # test and valid first, so a smaller --n-train keeps the same evaluation sets
     for name, n in sizes.items():
-        splits[name] = generate_split(rng, n, seen, size, progress=name == "train" and not quiet)
+        splits[name] = generate_split(rng, n, seen, size, progress=name == "train" and not quiet and sys.stderr.isatty())
     os.makedirs(out_dir, exist_ok=True)
     for name, records in splits.items():
         write_json(os.path.join(out_dir, f"{dataset}_{name}.json"), records)

@@ -3,7 +3,8 @@ writer, a reference greedy decoder and the check for the scripts' one-line error
 
 pytest hands these to a test that names them as arguments (fixtures); those that are
 plain helper functions come back from their fixture as the function itself, e.g.
-`def test_x(tiny_gpt): model = tiny_gpt(seed=3, pos_emb="rope")`.
+`def test_x(tiny_gpt): model = tiny_gpt(seed=3, pos_emb="rope")`. Those are session-scoped
+(they hold no state), so module-scoped fixtures may use them too.
 """
 
 import json
@@ -25,7 +26,7 @@ from model import GPT, GPTConfig  # noqa: E402
 TINY_GPT = dict(block_size=64, vocab_size=77, n_layer=2, n_head=4, n_embd=64)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_gpt():
     """tiny_gpt(seed=0, block_scale=1, **config) -> a random GPT (2 layers, 4 heads, width 64,
     context 64, 77 tokens unless config says otherwise) in eval mode. The same seed gives
@@ -76,7 +77,7 @@ def greedy_uncached(model, idx, n_new):
     return seq[:, idx.size(1):], torch.stack(picked_from, 1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def greedy_decode():
     """greedy_decode(model, idx, n_new, cached=True) -> (tokens (B, n_new), logits (B, n_new, V)):
     plain greedy decoding (no thoughts, no stop at eos), with the KV cache or by rerunning
@@ -127,13 +128,13 @@ def hub_layout_of(model):
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_safetensors():
     """write_safetensors(path, tensors, header_patch=None, cut=0, header_len=None, share=None)."""
     return write_safetensors_file
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def hub_layout():
     """hub_layout(model) -> {name: tensor} as in the released GPT-2 model.safetensors."""
     return hub_layout_of

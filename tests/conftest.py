@@ -21,6 +21,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import prosqa_gen  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """train.py and bench.py --threads set torch's thread count for the whole process:
+    every test gets back the count it started with, so that no test's speed (or float
+    summation order) depends on which tests ran before it."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 # ----------------------------------------------------------------------------- small models
 
 TINY_GPT = dict(block_size=64, vocab_size=77, n_layer=2, n_head=4, n_embd=64)

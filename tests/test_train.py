@@ -386,7 +386,7 @@ def test_learning_reaches_well_above_chance(tmp_path):
     (tmp_path / "prosqa_test.json").write_text((tmp_path / "prosqa_train.json").read_text())
     train.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--n-embd", "64", "--batch-size", "8",
                 "--lr", "3e-3", "--schedule", "constant", "--warmup", "20", "--epochs-per-stage", "12",
-                "--final-epochs", "24", "--eval-n", "4", "--stage", "0..6"])
+                "--final-epochs", "24", "--eval-n", "4", "--stage", "0..6", "--threads", "1"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_acc"] >= 0.75
 

@@ -35,10 +35,12 @@ ROUND_TRIP_TEXTS = [
 
 @pytest.fixture(scope="module")
 def words():
+    """A words encoding built from the two ProsQA-like records."""
     return data.get_encoding("words", PROSQA_LIKE)
 
 
 def write(path, text):
+    """Write text to path as UTF-8; returns the path as a string."""
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return str(path)

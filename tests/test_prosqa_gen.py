@@ -36,16 +36,19 @@ def examples(request):
 
 @pytest.fixture(scope="module")
 def many():
+    """2000 examples of the default (the paper's) size, seed 0."""
     rng = random.Random(0)
     return [prosqa_gen.generate_example(rng) for _ in range(2000)]
 
 
 @pytest.fixture(scope="module")
 def summary(many):
+    """prosqa_gen's statistics of those 2000 examples."""
     return prosqa_gen.summarize(many)
 
 
 def write_small(out_dir, seed):
+    """Small splits (40 / 10 / 10) of one seed into out_dir; returns the records per split."""
     return prosqa_gen.write_splits(str(out_dir), seed=seed, n_train=40, n_valid=10, n_test=10,
                                    quiet=True)
 

@@ -42,6 +42,7 @@ def blocks(out):
 
 
 def thought_lines(block):
+    """The probe lines of a block, one per thought: "  [i] token prob token prob ..."."""
     return [l for l in block.splitlines() if re.match(r"  \[\d+\] ", l)]
 
 

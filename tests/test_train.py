@@ -35,6 +35,7 @@ def digests(folder):
 
 
 def weights(path):
+    """The model weights {name: tensor} saved in a checkpoint."""
     return load_checkpoint(str(path))[1]["model"]
 
 
@@ -142,6 +143,7 @@ def test_ctrl_c_says_where_to_resume(prosqa_dir, tmp_path, capsys, monkeypatch, 
 
 
 def ddp_worker(rank, world, port, prosqa_dir, out):
+    """One DDP process: trains stages 0..1 on CPU, then saves its weights as rank<rank>.pt."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     args = train.parse_args(["--data-dir", prosqa_dir, "--out", out, *TINY, "--stage", "0..1", "--device", "cpu"])

@@ -150,12 +150,14 @@ def naive_generate(model, prompt, max_new):
     return out
 
 
-@pytest.mark.parametrize("k, pos_emb, seed", [(0, "learned", 3), (3, "learned", 3), (3, "rope", 7)])
+@pytest.mark.parametrize("k, pos_emb, seed", [(0, "learned", 8), (3, "learned", 8), (3, "rope", 9)])
 def test_batched_generation_equals_one_by_one(tiny_gpt, k, pos_emb, seed):
     """Batched generation with k thoughts gives, token for token, what each row gives
-    alone and what the uncached naive loop gives; rows finish independently (the seed
-    picks a random model whose rows do stop at different lengths)."""
-    model = tiny_gpt(seed=seed, pos_emb=pos_emb, **SIZE)
+    alone and what the uncached naive loop gives; rows finish independently. The seed
+    picks a random model (blocks scaled by 5, so that its tokens depend on the context
+    rather than echo the prompt's last token) whose rows give varied tokens and stop at
+    different lengths."""
+    model = tiny_gpt(seed=seed, pos_emb=pos_emb, block_scale=5, **SIZE)
     with torch.no_grad():  # make eos likely so that rows stop at different times
         model.lm_head.weight[SP.eos] *= 4
     g = torch.Generator().manual_seed(0)
@@ -168,6 +170,7 @@ def test_batched_generation_equals_one_by_one(tiny_gpt, k, pos_emb, seed):
         naive = [naive_generate(model, p, 12) for p in prompts]
     assert batched == single == naive
     assert len({len(r) for r in batched}) > 1  # rows really did stop at different lengths
+    assert min(map(len, batched)) > 0 and len({t for r in batched for t in r}) >= 8  # and said varied things
 
 
 def test_zero_thoughts_is_ordinary_decoding(tiny_gpt, greedy_decode):

@@ -1,10 +1,18 @@
-"""Shared test scaffolding: small random models, a tiny ProsQA data folder, the weights-file
-writer, a reference greedy decoder and the check for the scripts' one-line errors.
+"""Shared test scaffolding. pytest hands a fixture to every test that names it as an
+argument; the ones that are plain helpers hand over the function itself, e.g.
+`def test_x(tiny_gpt): model = tiny_gpt(seed=3, pos_emb="rope")`.
 
-pytest hands these to a test that names them as arguments (fixtures); those that are
-plain helper functions come back from their fixture as the function itself, e.g.
-`def test_x(tiny_gpt): model = tiny_gpt(seed=3, pos_emb="rope")`. Those are session-scoped
-(they hold no state), so module-scoped fixtures may use them too.
+  tiny_gpt            a small random GPT: tiny_gpt(seed=0, block_scale=1, **config)
+  greedy_decode       plain greedy decoding, through the KV cache or by rerunning the sequence
+  hub_layout          a model's tensors as the released GPT-2 weights file lays them out
+  write_safetensors   writes tensors as a .safetensors file, or a corrupt one
+  gpt2_encoding       GPT-2's BPE, or a skip where its files are not on this machine
+  prosqa_dir          a folder with a tiny generated ProsQA, made once per session
+  one_line_error      runs train.main or sample.main and checks its one-line refusal
+  keep_torch_threads  (for every test, automatically) restores torch's thread count
+
+The helper fixtures are session-scoped (they hold no state), so module-scoped fixtures
+may use them too.
 """
 
 import json
@@ -13,22 +21,26 @@ import struct
 import sys
 
 import pytest
-import torch
 
 # tests import the top-level modules (model, data, coconut, ...) from the repo root
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import prosqa_gen  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
+
+# torch (and model.py, which needs it) is imported inside the fixtures that use it, so
+# that the data and generator tests, which need no torch, start in a second.
+
 
 @pytest.fixture(autouse=True)
 def keep_torch_threads():
     """train.py and bench.py --threads set torch's thread count for the whole process:
     every test gets back the count it started with, so that no test's speed (or float
     summation order) depends on which tests ran before it."""
-    n = torch.get_num_threads()
+    torch = sys.modules.get("torch")  # None in a session that never imported it
+    n = torch.get_num_threads() if torch else None
     yield
-    torch.set_num_threads(n)
+    if torch:
+        torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------- small models
@@ -47,6 +59,9 @@ def tiny_gpt():
     the embedding table, a random model mostly repeats its last input token; at 5 its
     greedy output depends on the whole context, so a decoding test can tell a wrong cache
     or a wrong position from a right one."""
+    import torch
+    from model import GPT, GPTConfig
+
     def build(seed=0, block_scale=1, **config):
         torch.manual_seed(seed)
         model = GPT(GPTConfig(**{**TINY_GPT, **config})).eval()
@@ -58,32 +73,34 @@ def tiny_gpt():
     return build
 
 
-@torch.no_grad()
 def greedy_cached(model, idx, n_new):
     """Greedy continuation of idx (B, T) by n_new tokens, one token at a time through a KV
     cache, as a language model decodes. Returns the new tokens (B, n_new) and the logits
     each one was picked from (B, n_new, V)."""
-    cache = model.new_cache(idx.size(0), idx.size(1) + n_new)
-    _, logits = model(idx, cache=cache, logits_at="last")
-    tokens, picked_from = [], []
-    for i in range(n_new):
-        nxt = logits.argmax(-1)
-        tokens.append(nxt)
-        picked_from.append(logits)
-        if i < n_new - 1:
-            _, logits = model(nxt[:, None], cache=cache, logits_at="last")
+    import torch
+    with torch.no_grad():
+        cache = model.new_cache(idx.size(0), idx.size(1) + n_new)
+        _, logits = model(idx, cache=cache, logits_at="last")
+        tokens, picked_from = [], []
+        for i in range(n_new):
+            nxt = logits.argmax(-1)
+            tokens.append(nxt)
+            picked_from.append(logits)
+            if i < n_new - 1:
+                _, logits = model(nxt[:, None], cache=cache, logits_at="last")
     return torch.stack(tokens, 1), torch.stack(picked_from, 1)
 
 
-@torch.no_grad()
 def greedy_uncached(model, idx, n_new):
     """The same continuation without a cache: every step reruns the whole sequence and
     takes the argmax at its last position. Slow and obviously right."""
+    import torch
     seq, picked_from = idx, []
-    for _ in range(n_new):
-        logits = model(seq)[1][:, -1]
-        picked_from.append(logits)
-        seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
+    with torch.no_grad():
+        for _ in range(n_new):
+            logits = model(seq)[1][:, -1]
+            picked_from.append(logits)
+            seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
     return seq[:, idx.size(1):], torch.stack(picked_from, 1)
 
 
@@ -103,6 +120,7 @@ def write_safetensors_file(path, tensors, header_patch=None, cut=0, header_len=N
     """Write tensors as a .safetensors file, with ways to corrupt it: header_patch updates
     header entries, cut drops bytes from the end, header_len overrides the stated header
     length, share=(a, b) points tensor a's header at b's bytes."""
+    import torch
     header, blobs, off = {}, [], 0
     names = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
     for k, t in tensors.items():
@@ -123,6 +141,7 @@ def write_safetensors_file(path, tensors, header_patch=None, cut=0, header_len=N
 def hub_layout_of(model):
     """Our model's tensors in the released gpt2 file's layout: no 'transformer.'
     prefix, Conv1D weights transposed, attn.bias buffers present, no lm_head."""
+    import torch
     out = {}
     for k, v in model.state_dict().items():
         if k == "lm_head.weight":

@@ -1,7 +1,6 @@
 """bench.py: the FLOP count behind MFU, and the report on a tiny ProsQA (speed targets
 themselves are measured by bench.py, never asserted in tests)."""
 
-import prosqa_gen
 import bench
 from model import GPT, GPTConfig
 
@@ -14,11 +13,10 @@ def test_flops_per_token_counts_matmuls_and_attention():
     assert bench.flops_per_token(model, 1024) == 6 * 123_689_472 + 12 * 12 * 768 * 1024
 
 
-def test_report_lines(tmp_path, capsys):
+def test_report_lines(prosqa_dir, capsys):
     """The report names both stages, their ratio and the generation speed-up."""
-    prosqa_gen.write_splits(str(tmp_path), seed=1, n_train=16, n_valid=8, n_test=4, quiet=True)
-    bench.main(["--data-dir", str(tmp_path), "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--batch-size", "4",
-                "--steps", "2", "--repeats", "1", "--questions", "8", "--gen-tokens", "3"])
+    bench.main(["--data-dir", prosqa_dir, "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--batch-size", "4",
+                "--steps", "2", "--repeats", "1", "--questions", "8", "--gen-tokens", "3", "--threads", "1"])
     out = capsys.readouterr().out
     for needle in ("stage 0:", "stage 6:", "stage 6 / stage 0:", "generate speed-up:", "questions/s"):
         assert needle in out, needle

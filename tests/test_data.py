@@ -35,18 +35,12 @@ ROUND_TRIP_TEXTS = [
 
 @pytest.fixture(scope="module")
 def words():
+    """A words encoding built from the two ProsQA-like records."""
     return data.get_encoding("words", PROSQA_LIKE)
 
 
-def gpt2_or_skip():
-    try:
-        tiktoken.get_encoding("r50k_base")
-    except Exception as e:  # tiktoken fetches GPT-2's rank file on first use; .ci/run seeds its cache
-        pytest.skip(f"GPT-2's BPE ranks (r50k_base) are not in tiktoken's cache and cannot be downloaded ({type(e).__name__})")
-    return data.get_encoding("gpt2")
-
-
 def write(path, text):
+    """Write text to path as UTF-8; returns the path as a string."""
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return str(path)
@@ -55,15 +49,15 @@ def write(path, text):
 # -----------------------------------------------------------------------------
 # tokenizers
 
-def test_words_round_trip(words):
+@pytest.mark.parametrize("text", ROUND_TRIP_TEXTS)
+def test_words_round_trip(words, text):
     """Guards decode(encode(text)) == text for the words encoding, on any text."""
-    for text in ROUND_TRIP_TEXTS:
-        assert data.decode(words, data.encode(words, text)) == text
+    assert data.decode(words, data.encode(words, text)) == text
 
 
-def test_gpt2_round_trip_and_special_ids():
+def test_gpt2_round_trip_and_special_ids(gpt2_encoding):
     """Guards the GPT-2 encoding: round trip, EOS at 50256 and the new specials at 50257..50260."""
-    enc = gpt2_or_skip()
+    enc = gpt2_encoding
     for text in ROUND_TRIP_TEXTS:
         assert data.decode(enc, data.encode(enc, text)) == text
     assert data.special_ids(enc) == data.Specials(bot=50257, latent=50258, eot=50259, pause=50260, eos=50256)
@@ -129,12 +123,11 @@ def test_prosqa_words_are_single_tokens(words):
     assert words.n_vocab < 512  # 256 bytes + a few dozen words + 5 specials
 
 
-def test_get_encoding_rejects_bad_arguments():
+@pytest.mark.parametrize("name, message", [("words", "records"), ("bpe", "unknown encoding 'bpe'")])
+def test_get_encoding_rejects_bad_arguments(name, message):
     """Guards the errors for a words encoding without records and an unknown name."""
-    with pytest.raises(ValueError, match="records"):
-        data.get_encoding("words")
-    with pytest.raises(ValueError, match="unknown encoding 'bpe'"):
-        data.get_encoding("bpe")
+    with pytest.raises(ValueError, match=message):
+        data.get_encoding(name)
 
 
 # -----------------------------------------------------------------------------
@@ -293,21 +286,29 @@ def test_prontoqa_converter_on_fixture():
     assert len(records[1]["steps"]) == 4
 
 
-def test_prontoqa_bad_example_names_key():
+PRONTOQA_GOOD = {"question": "q", "query": "True or false: x.", "chain_of_thought": ["a."], "answer": "True"}
+
+
+@pytest.mark.parametrize("examples, message", [
+    ({"ex1": {"test_example": PRONTOQA_GOOD}, "ex2": {"test_example": dict(PRONTOQA_GOOD, answer=None)}},
+     r"^p\.json: example 'ex2': 'test_example.answer' must be a string$"),
+    ({"ex1": {"question": "q"}}, r"^p\.json: example 'ex1': missing object 'test_example'$"),
+])
+def test_prontoqa_bad_example_names_key(examples, message):
     """Guards that a bad ProntoQA example is reported with its source and key."""
-    good = {"question": "q", "query": "True or false: x.", "chain_of_thought": ["a."], "answer": "True"}
-    with pytest.raises(data.DataError, match=r"^p\.json: example 'ex2': 'test_example.answer' must be a string$"):
-        data.prontoqa_from_json({"ex1": {"test_example": good},
-                                 "ex2": {"test_example": dict(good, answer=None)}}, "p.json")
-    with pytest.raises(data.DataError, match=r"^p\.json: example 'ex1': missing object 'test_example'$"):
-        data.prontoqa_from_json({"ex1": {"question": "q"}}, "p.json")
+    with pytest.raises(data.DataError, match=message):
+        data.prontoqa_from_json(examples, "p.json")
 
 
 def test_prontoqa_split_sizes():
     """Guards the paper's 9000 / 200 / 800 split of 10000 examples and the small-file fallback."""
     assert data.split_sizes(10000) == (9000, 200, 800)
     assert data.split_sizes(3) == (1, 1, 1)
-    with pytest.raises(data.DataError):
+
+
+def test_prontoqa_too_few_examples_to_split():
+    """Guards that fewer examples than splits is an error, not an empty split."""
+    with pytest.raises(data.DataError, match="at least 3 examples to split, got 2"):
         data.split_sizes(2)
 
 

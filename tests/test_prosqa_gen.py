@@ -3,6 +3,8 @@ import json
 import os
 import random
 import re
+import subprocess
+import sys
 from collections import deque
 
 import pytest
@@ -34,16 +36,19 @@ def examples(request):
 
 @pytest.fixture(scope="module")
 def many():
+    """2000 examples of the default (the paper's) size, seed 0."""
     rng = random.Random(0)
     return [prosqa_gen.generate_example(rng) for _ in range(2000)]
 
 
 @pytest.fixture(scope="module")
 def summary(many):
+    """prosqa_gen's statistics of those 2000 examples."""
     return prosqa_gen.summarize(many)
 
 
 def write_small(out_dir, seed):
+    """Small splits (40 / 10 / 10) of one seed into out_dir; returns the records per split."""
     return prosqa_gen.write_splits(str(out_dir), seed=seed, n_train=40, n_valid=10, n_test=10,
                                    quiet=True)
 
@@ -66,6 +71,7 @@ def test_small_train_keeps_eval_sets(tmp_path):
                                     quiet=True)
     assert small["valid"] == large["valid"] and small["test"] == large["test"]
     assert len(small["train"]) == 40 and len(large["train"]) == 80
+    assert len(small["valid"]) == len(small["test"]) == 10  # the equalities above compare real splits
 
 
 def test_target_reachable_and_negative_not(examples):
@@ -139,20 +145,31 @@ def test_no_question_in_two_splits(tmp_path):
     """Guards split hygiene on real output: no question text shared between splits."""
     splits = write_small(tmp_path, 0)
     questions = {name: {r["question"] for r in records} for name, records in splits.items()}
+    assert {name: len(q) for name, q in questions.items()} == {"train": 40, "valid": 10, "test": 10}
     assert not questions["train"] & questions["valid"]
     assert not questions["train"] & questions["test"]
     assert not questions["valid"] & questions["test"]
 
 
-def test_duplicates_are_skipped(tmp_path, monkeypatch):
-    """Guards the dedupe itself: with a generator that repeats questions, splits stay disjoint."""
-    def tiny_generator(rng, size):  # only 60 different questions exist
+@pytest.fixture
+def sixty_questions(monkeypatch):
+    """A generator that knows only 60 different questions, so it repeats itself."""
+    def tiny_generator(rng, size):
         return {"question": f"q{rng.randrange(60)}"}
     monkeypatch.setattr(prosqa_gen, "generate_example", tiny_generator)
+
+
+def test_duplicates_are_skipped(tmp_path, sixty_questions):
+    """Guards the dedupe itself: with a generator that repeats questions, splits stay disjoint."""
     splits = prosqa_gen.write_splits(str(tmp_path), 0, n_train=40, n_valid=5, n_test=10, quiet=True)
     questions = [r["question"] for records in splits.values() for r in records]
     assert len(questions) == len(set(questions)) == 55
-    with pytest.raises(ValueError, match="only 60 distinct questions"):  # asking for more never hangs
+
+
+def test_more_questions_than_exist_is_refused(tmp_path, sixty_questions):
+    """Guards that asking for more distinct questions than the generator makes is an error,
+    not an endless redraw."""
+    with pytest.raises(ValueError, match="only 60 distinct questions"):
         prosqa_gen.write_splits(str(tmp_path), 0, n_train=100, n_valid=5, n_test=10, quiet=True)
 
 
@@ -227,20 +244,31 @@ def test_impossible_difficulty_is_refused(kwargs, message):
         prosqa_gen.Difficulty(**kwargs)
 
 
-def test_cli_writes_named_files_and_refuses_unnamed_changes(tmp_path):
-    """Guards the command line: a named size writes <dataset>_<split>.json; --nodes/--steps
-    without --name is refused with one line (it would silently mislabel the files)."""
-    import subprocess
-    import sys
-    run = lambda *a: subprocess.run([sys.executable, "prosqa_gen.py", "--out", str(tmp_path), "--quiet",
-                                     "--n-train", "5", "--n-valid", "2", "--n-test", "2", *a],
-                                    capture_output=True, text=True, cwd=os.path.dirname(prosqa_gen.__file__))
-    assert run("--dataset", "prosqa-tiny").returncode == 0
-    assert sorted(os.listdir(tmp_path)) == [f"prosqa-tiny_{s}.json" for s in ("test", "train", "valid")]
-    bad = run("--nodes", "9..12")
-    assert bad.returncode == 2 and "--name" in bad.stderr
-    assert run("--nodes", "9..12", "--steps", "2", "--name", "mine").returncode == 0
-    assert all(len(r["steps"]) == 2 for r in json.load(open(tmp_path / "mine_train.json")))
+def run_cli(out, *args):
+    """python prosqa_gen.py --out OUT with tiny split sizes and the given arguments."""
+    return subprocess.run([sys.executable, "prosqa_gen.py", "--out", str(out), "--quiet",
+                           "--n-train", "5", "--n-valid", "2", "--n-test", "2", *args],
+                          capture_output=True, text=True, cwd=os.path.dirname(prosqa_gen.__file__))
+
+
+def test_cli_writes_named_files(tmp_path):
+    """Guards the command line: a named size writes <dataset>_<split>.json, and a changed
+    difficulty named with --name writes <name>_<split>.json at that difficulty."""
+    assert run_cli(tmp_path / "a", "--dataset", "prosqa-tiny").returncode == 0
+    assert sorted(os.listdir(tmp_path / "a")) == [f"prosqa-tiny_{s}.json" for s in ("test", "train", "valid")]
+    assert run_cli(tmp_path / "b", "--nodes", "9..12", "--steps", "2", "--name", "mine").returncode == 0
+    records = json.load(open(tmp_path / "b" / "mine_train.json"))
+    assert len(records) == 5 and all(len(r["steps"]) == 2 for r in records)
+
+
+@pytest.mark.parametrize("change", [["--nodes", "9..12"], ["--steps", "2"], ["--match-decoy"]], ids=lambda c: c[0])
+def test_cli_refuses_unnamed_changes(tmp_path, change):
+    """Guards the command line: --nodes, --steps or --match-decoy without --name is refused
+    (exit 2, naming --name), and nothing is written (the files would be silently
+    mislabelled as the named size)."""
+    bad = run_cli(tmp_path, *change)
+    assert bad.returncode == 2 and "--name" in bad.stderr, bad.stderr
+    assert os.listdir(tmp_path) == []
 
 
 def test_reshuffle_keeps_the_meaning(examples):

@@ -1,6 +1,5 @@
 """sample.py: per-question output, --eval against coconut.evaluate, the ProsQA latent search view, errors."""
 
-import json
 import random
 import re
 
@@ -9,29 +8,25 @@ import torch
 
 import coconut
 import data
-import prosqa_gen
 import sample
-from model import GPT, GPTConfig, save_checkpoint
+from model import save_checkpoint
 
 ARGS = {"dataset": "prosqa", "method": "coconut", "c_thought": 1, "max_stage": 6, "pad_latent_to_max": True,
         "max_new_tokens": 12}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A tmp folder with ProsQA splits, a words encoding and a tiny random model saved as train.py does."""
+def run(prosqa_dir, tiny_gpt, tmp_path_factory):
+    """A tiny random model saved as train.py does, with a words encoding of the shared tiny
+    ProsQA (whose records it carries too), in a tmp folder; save(name, **args) saves it
+    again with other training arguments."""
     root = tmp_path_factory.mktemp("sample")
-    splits = {"train": range(0, 4), "valid": range(4, 6), "test": range(6, 10)}
-    records = {s: [prosqa_gen.generate_example(random.Random(i)) for i in idx] for s, idx in splits.items()}
-    (root / "data").mkdir()
-    for s, recs in records.items():
-        (root / "data" / f"prosqa_{s}.json").write_text(json.dumps(recs))
+    records = {s: data.load_split("prosqa", s, prosqa_dir) for s in data.SPLITS}
     enc = data.get_encoding("words", [r for recs in records.values() for r in recs])
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=512, vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_embd=32))
+    model = tiny_gpt(seed=0, block_size=512, vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_embd=32)
 
     def save(name, **override):
-        args = {**ARGS, "data_dir": str(root / "data"), "out": str(root), **override}
+        args = {**ARGS, "data_dir": prosqa_dir, "out": str(root), **override}
         meta = {"tokenizer": data.encoding_state(enc), "args": args, "stage": 6, "epoch": 3,
                 "stage_done": True, "history": []}
         save_checkpoint(str(root / name), model, meta)
@@ -47,6 +42,7 @@ def blocks(out):
 
 
 def thought_lines(block):
+    """The probe lines of a block, one per thought: "  [i] token prob token prob ..."."""
     return [l for l in block.splitlines() if re.match(r"  \[\d+\] ", l)]
 
 
@@ -90,7 +86,8 @@ def test_eval_matches_evaluate(run, capsys):
     plan = coconut.Curriculum.of_run(ARGS, 6, 2)
     res = coconut.evaluate(run["model"], examples, enc, sp, plan, batch_size=3, max_new_tokens=ARGS["max_new_tokens"])
     n_ok = sum(o["correct"] for o in res["outputs"])
-    want = f"prosqa test: accuracy {100 * res['acc']:.1f}% ({n_ok}/4), {res['tokens']:.1f} tokens/question, latent 2, "
+    assert len(examples) == 8
+    want = f"prosqa test: accuracy {100 * res['acc']:.1f}% ({n_ok}/8), {res['tokens']:.1f} tokens/question, latent 2, "
     assert line.startswith(want), (line, want)
 
 
@@ -154,27 +151,17 @@ def test_search_probs_match_forced_prompt(run):
     torch.testing.assert_close(probs[2], coconut.next_token_probs(model, [prompt], sp)[0])
 
 
-def one_line_error(capsys, argv, *needles):
-    with pytest.raises(SystemExit) as e:
-        sample.main(argv)
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
-
-
-def test_missing_checkpoint(run, capsys):
+def test_missing_checkpoint(run, one_line_error):
     """A missing checkpoint file is a one-line error naming the file."""
     missing = str(run["root"] / "nope.pt")
-    one_line_error(capsys, ["--ckpt", missing], missing, "checkpoint not found")
+    one_line_error(sample.main, ["--ckpt", missing], missing, "checkpoint not found")
 
 
-def test_corrupt_checkpoint(run, capsys):
+def test_corrupt_checkpoint(run, one_line_error):
     """A file of random bytes is a one-line error naming the file, not a torch traceback."""
     bad = run["root"] / "bad.pt"
     bad.write_bytes(random.Random(0).randbytes(512))
-    one_line_error(capsys, ["--ckpt", str(bad)], str(bad), "not a readable checkpoint")
+    one_line_error(sample.main, ["--ckpt", str(bad)], str(bad), "not a readable checkpoint")
 
 
 @pytest.mark.parametrize("patch, message", [
@@ -189,7 +176,7 @@ def test_corrupt_checkpoint(run, capsys):
     (dict(args={"dataset": "prosqa"}), "checkpoint args lack 'method' (a str)"),
     (dict(stage=-1), "stage -1: not a run train.py can make"),
 ])
-def test_crafted_checkpoint_meta(run, capsys, patch, message):
+def test_crafted_checkpoint_meta(run, one_line_error, patch, message):
     """A checkpoint whose metadata lacks the run's arguments, or holds a bad tokenizer state,
     is one line naming the file, not a traceback."""
     ckpt = torch.load(run["ckpt"], weights_only=True)
@@ -197,7 +184,7 @@ def test_crafted_checkpoint_meta(run, capsys, patch, message):
         ckpt["meta"].pop(k) if v is None else ckpt["meta"].update({k: v})
     path = str(run["root"] / "crafted.pt")
     torch.save(ckpt, path)
-    one_line_error(capsys, ["--ckpt", path, "--n", "1"], f"{path}: ", message)
+    one_line_error(sample.main, ["--ckpt", path, "--n", "1"], f"{path}: ", message)
 
 
 @pytest.mark.parametrize("argv, needles", [
@@ -205,30 +192,36 @@ def test_crafted_checkpoint_meta(run, capsys, patch, message):
     (["--question", "  \n"], ["--question is empty"]),
     (["--device", "nonsense"], ["--device 'nonsense': not a device"]),
     (["--latent", "FIT", "--n", "1"], ["the latent search batch is", "block_size) is 512", "--no-search"]),
+    (["--latent", "-1"], ["--latent must be >= 0"]),
+    (["--n", "0"], ["--n must be >= 1"]),
+    (["--batch-size", "0", "--eval"], ["--batch-size must be >= 1"]),
+    (["--max-new-tokens", "0"], ["--max-new-tokens must be >= 1"]),
+    (["--topk", "0"], ["--topk must be >= 1"]),
 ])
-def test_bad_flags(run, capsys, argv, needles):
+def test_bad_flags(run, one_line_error, argv, needles):
     """An empty --question is refused (it was graded correct against an empty answer); a bad
-    --device is blamed, not the checkpoint; and a --latent whose prompt fits but whose
-    latent search batch (rows aligned at their first thought) does not is one line."""
+    --device is blamed, not the checkpoint; a --latent whose prompt fits but whose latent
+    search batch (rows aligned at their first thought) does not is one line; so is a
+    count below its least value."""
     if "FIT" in argv:  # thoughts with which every search prompt fits (510 tokens), but not their aligned batch
         rec, enc = run["records"]["test"][0], run["enc"]
         q = len(data.tokenize(enc, rec)["question"])
         forced = len(data.encode(enc, f"### {rec['idx_to_symbol'][rec['root']]} is a"))
         argv = [str(510 - q - 2 - forced) if a == "FIT" else a for a in argv]
-    err = one_line_error(capsys, ["--ckpt", run["ckpt"], *argv], *needles)
+    err = one_line_error(sample.main, ["--ckpt", run["ckpt"], *argv], *needles)
     assert "checkpoint" not in err
 
 
-def test_question_too_long(run, capsys):
+def test_question_too_long(run, one_line_error):
     """A --question that does not fit the model's context is a one-line error saying so."""
-    one_line_error(capsys, ["--ckpt", run["ckpt"], "--question", " ".join(["Tom"] * 600)],
+    one_line_error(sample.main, ["--ckpt", run["ckpt"], "--question", " ".join(["Tom"] * 600)],
                    "--question is", "block_size) is 512")
 
 
-def test_missing_data_file(run, capsys):
+def test_missing_data_file(run, one_line_error):
     """A checkpoint whose data file is gone is a one-line error naming the file."""
     ckpt = run["save"]("gsm.pt", dataset="gsm8k")
-    one_line_error(capsys, ["--ckpt", ckpt], "gsm8k_test.json: file not found")
+    one_line_error(sample.main, ["--ckpt", ckpt], "gsm8k_test.json: file not found")
 
 
 def test_free_text_question(run, capsys):

@@ -25,10 +25,12 @@ import pytest
 # tests import the top-level modules (model, data, coconut, ...) from the repo root
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import prosqa_gen  # noqa: E402
+import tiktoken  # noqa: E402
+import torch  # noqa: E402
 
-# torch (and model.py, which needs it) is imported inside the fixtures that use it, so
-# that the data and generator tests, which need no torch, start in a second.
+import data  # noqa: E402
+import prosqa_gen  # noqa: E402
+from model import CONV1D, GPT, GPTConfig  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +38,9 @@ def keep_torch_threads():
     """train.py and bench.py --threads set torch's thread count for the whole process:
     every test gets back the count it started with, so that no test's speed (or float
     summation order) depends on which tests ran before it."""
-    torch = sys.modules.get("torch")  # None in a session that never imported it
-    n = torch.get_num_threads() if torch else None
+    n = torch.get_num_threads()
     yield
-    if torch:
-        torch.set_num_threads(n)
+    torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------- small models
@@ -59,9 +59,6 @@ def tiny_gpt():
     the embedding table, a random model mostly repeats its last input token; at 5 its
     greedy output depends on the whole context, so a decoding test can tell a wrong cache
     or a wrong position from a right one."""
-    import torch
-    from model import GPT, GPTConfig
-
     def build(seed=0, block_scale=1, **config):
         torch.manual_seed(seed)
         model = GPT(GPTConfig(**{**TINY_GPT, **config})).eval()
@@ -77,7 +74,6 @@ def greedy_cached(model, idx, n_new):
     """Greedy continuation of idx (B, T) by n_new tokens, one token at a time through a KV
     cache, as a language model decodes. Returns the new tokens (B, n_new) and the logits
     each one was picked from (B, n_new, V)."""
-    import torch
     with torch.no_grad():
         cache = model.new_cache(idx.size(0), idx.size(1) + n_new)
         _, logits = model(idx, cache=cache, logits_at="last")
@@ -94,7 +90,6 @@ def greedy_cached(model, idx, n_new):
 def greedy_uncached(model, idx, n_new):
     """The same continuation without a cache: every step reruns the whole sequence and
     takes the argmax at its last position. Slow and obviously right."""
-    import torch
     seq, picked_from = idx, []
     with torch.no_grad():
         for _ in range(n_new):
@@ -120,7 +115,6 @@ def write_safetensors_file(path, tensors, header_patch=None, cut=0, header_len=N
     """Write tensors as a .safetensors file, with ways to corrupt it: header_patch updates
     header entries, cut drops bytes from the end, header_len overrides the stated header
     length, share=(a, b) points tensor a's header at b's bytes."""
-    import torch
     header, blobs, off = {}, [], 0
     names = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
     for k, t in tensors.items():
@@ -141,7 +135,6 @@ def write_safetensors_file(path, tensors, header_patch=None, cut=0, header_len=N
 def hub_layout_of(model):
     """Our model's tensors in the released gpt2 file's layout: no 'transformer.'
     prefix, Conv1D weights transposed, attn.bias buffers present, no lm_head."""
-    import torch
     out = {}
     for k, v in model.state_dict().items():
         if k == "lm_head.weight":
@@ -149,7 +142,7 @@ def hub_layout_of(model):
         k = k.removeprefix("transformer.")
         if k == "wte.weight":
             v = v[:model.config.vocab_size]
-        if k.endswith(("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")):
+        if k.endswith(CONV1D):  # stored as Conv1D: (in, out)
             v = v.t()
         out[k] = v.contiguous()
     for i in range(model.config.n_layer):
@@ -172,8 +165,6 @@ def hub_layout():
 @pytest.fixture
 def gpt2_encoding():
     """data.get_encoding("gpt2"), or a skip where GPT-2's BPE ranks are not on this machine."""
-    import tiktoken
-    import data
     try:
         tiktoken.get_encoding("r50k_base")
     except Exception as e:  # tiktoken fetches GPT-2's rank file on first use; .ci/run seeds its cache

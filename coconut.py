@@ -146,19 +146,19 @@ def collate(seqs, sp, labels=None):
     first label, i.e. the end of its prompt) lands in the same column; right-pad to
     the longest. Then every thought pass is one contiguous column for the batch.
     seqs: list of id lists; labels: matching label lists (None for prompts)."""
-    labels = labels or [[IGNORE] * len(s) for s in seqs]
-    anchors = [s.index(sp.latent) if sp.latent in s else
-               next((i for i, l in enumerate(lab) if l != IGNORE), len(s)) for s, lab in zip(seqs, labels)]
-    left = [max(anchors) - a for a in anchors]
-    B, T = len(seqs), max(l + len(s) for l, s in zip(left, seqs))
+    labels = labels or [[IGNORE] * len(seq) for seq in seqs]
+    anchor = [seq.index(sp.latent) if sp.latent in seq else
+              next((i for i, y in enumerate(lab) if y != IGNORE), len(seq)) for seq, lab in zip(seqs, labels)]
+    pad = [max(anchor) - a for a in anchor]  # left padding of each row
+    B, T = len(seqs), max(p + len(seq) for p, seq in zip(pad, seqs))
     ids = torch.full((B, T), sp.eos, dtype=torch.long)
     lab = torch.full((B, T), IGNORE, dtype=torch.long)
     key_mask = torch.zeros(B, T, dtype=torch.bool)
-    for r, (l, s, y) in enumerate(zip(left, seqs, labels)):
-        ids[r, l:l + len(s)] = torch.tensor(s)
-        lab[r, l:l + len(s)] = torch.tensor(y)
-        key_mask[r, l:l + len(s)] = True
-    pos = (key_mask.cumsum(1) - 1).clamp(min=0)
+    for r, (p, seq, row_labels) in enumerate(zip(pad, seqs, labels)):
+        ids[r, p:p + len(seq)] = torch.tensor(seq)
+        lab[r, p:p + len(seq)] = torch.tensor(row_labels)
+        key_mask[r, p:p + len(seq)] = True
+    pos = (key_mask.cumsum(1) - 1).clamp(min=0)  # 0 at each row's first real token
     targets = torch.cat([lab[:, 1:], torch.full((B, 1), IGNORE)], 1)  # position t predicts token t+1
     return Batch(ids, key_mask, pos, targets, ids == sp.latent)
 
@@ -189,7 +189,8 @@ def reference_loss(model, batch):
     x = model.embed(batch.ids)  # (B, T, C)
     for col in thought_columns(batch.latent):
         h, _ = model(embeds=x[:, :col], pos=batch.pos[:, :col], key_mask=batch.key_mask[:, :col], logits_at=None)
-        slot = torch.where(batch.latent[:, col, None], h[:, -1], x[:, col])  # (B, C): rows without a thought keep their token
+        # (B, C): rows with a thought here take the last hidden state, the others keep their token
+        slot = torch.where(batch.latent[:, col, None], h[:, -1], x[:, col])
         x = torch.cat([x[:, :col], slot[:, None], x[:, col + 1:]], 1)
     H, _ = model(embeds=x, pos=batch.pos, key_mask=batch.key_mask, logits_at=None)
     return label_loss(model, H, batch)

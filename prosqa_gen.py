@@ -377,7 +377,8 @@ def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None
     rng, seen, splits = random.Random(seed), set(), {}
     # test and valid first, so a smaller --n-train keeps the same evaluation sets
     for name, n in sizes.items():
-        splits[name] = generate_split(rng, n, seen, size, progress=name == "train" and not quiet and sys.stderr.isatty())
+        progress = name == "train" and not quiet and sys.stderr.isatty()  # no progress line in a log file
+        splits[name] = generate_split(rng, n, seen, size, progress)
     os.makedirs(out_dir, exist_ok=True)
     for name, records in splits.items():
         write_json(os.path.join(out_dir, f"{dataset}_{name}.json"), records)

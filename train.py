@@ -2,6 +2,7 @@
 Train a language model to reason with continuous thoughts (Coconut, Hao et al. 2024,
 arXiv 2412.06769), stage by stage through the paper's curriculum.
 
+    python train.py --dataset prosqa-small              # laptop scale: stages 0..3, the dataset's recipe
     python train.py --dataset prosqa --stage 0..6       # the whole curriculum (CPU default)
     python train.py --dataset prosqa --stage 3          # one stage, from the saved end of stage 2
     python train.py --dataset prosqa --stage 0..6 --resume   # continue an interrupted run
@@ -9,8 +10,10 @@ arXiv 2412.06769), stage by stage through the paper's curriculum.
     torchrun --nproc_per_node 4 train.py --model gpt2 ...     # DDP, same effective batch
 
 Stage 0 is plain chain of thought; stage s replaces the first s steps by s*c thoughts.
-Each stage starts a fresh optimizer (the paper resets it), ends with a checkpoint
-`<out>/stage<s>.pt`, and `<out>/latest.pt` is rewritten after every epoch for --resume.
+Each stage starts a fresh optimizer (the paper resets it; --no-reset-optimizer keeps it),
+ends with a checkpoint `<out>/stage<s>.pt`, and `<out>/latest.pt` is rewritten after every
+epoch for --resume. train() below reads top to bottom: where to start, the data and model,
+then the stages and their epochs.
 """
 
 import argparse
@@ -312,6 +315,18 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
 # ----------------------------------------------------------------------------- training
 
 
+def start_processes(args):
+    """(ddp, rank, world, device): one process, or one of several under torchrun (DDP)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if "RANK" not in os.environ:
+        return False, 0, 1, pick_device(args.device)
+    backend = "nccl" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "gloo"
+    torch.distributed.init_process_group(backend)
+    device = f"cuda:{int(os.environ['LOCAL_RANK'])}" if backend == "nccl" else "cpu"
+    return True, torch.distributed.get_rank(), torch.distributed.get_world_size(), device
+
+
 @dataclass
 class Start:
     """Where a run begins: a fresh model (model None), or a checkpoint's model at a stage and epoch."""
@@ -396,6 +411,28 @@ def train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc):
     return loss_sum.item() / max(1, len(batches)), tokens / (time.time() - t0)
 
 
+def save_epoch(args, model, opt, enc, stage, epoch, stage_done, history):
+    """latest.pt after every epoch (with the optimizer, for an exact --resume); stage<s>.pt at
+    the end of a stage (with the optimizer only when the next stage goes on with it)."""
+    meta = {"tokenizer": data.encoding_state(enc), "args": dict(vars(args)), "stage": stage, "epoch": epoch,
+            "stage_done": stage_done, "history": history}
+    save_checkpoint(os.path.join(args.out, "latest.pt"), model, meta, {"optimizer": opt.state_dict()})
+    if stage_done:
+        keep = {} if args.reset_optimizer else {"optimizer": opt.state_dict()}
+        save_checkpoint(os.path.join(args.out, f"stage{stage}.pt"), model, meta, keep)
+
+
+def finish(args, model, test, enc, sp, history, log):
+    """Score the test split at the last stage; print and save (summary.json) the per-stage table."""
+    ev = coconut.evaluate(model, test, enc, sp, coconut.Curriculum.of_run(vars(args), args.last),
+                          max_new_tokens=args.max_new_tokens)
+    summary = summarize(history)
+    write_json(os.path.join(args.out, "summary.json"),
+               {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}, indent=1)
+    log(format_summary(summary))
+    log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
+
+
 def train(args):
     ddp, rank, world, device = start_processes(args)
     master = rank == 0
@@ -452,40 +489,6 @@ def train(args):
     if ddp:
         torch.distributed.destroy_process_group()
     return model, history
-
-
-def start_processes(args):
-    """(ddp, rank, world, device): one process, or one of several under torchrun (DDP)."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if "RANK" not in os.environ:
-        return False, 0, 1, pick_device(args.device)
-    backend = "nccl" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "gloo"
-    torch.distributed.init_process_group(backend)
-    device = f"cuda:{int(os.environ['LOCAL_RANK'])}" if backend == "nccl" else "cpu"
-    return True, torch.distributed.get_rank(), torch.distributed.get_world_size(), device
-
-
-def save_epoch(args, model, opt, enc, stage, epoch, stage_done, history):
-    """latest.pt after every epoch (with the optimizer, for an exact --resume); stage<s>.pt at
-    the end of a stage (with the optimizer only when the next stage goes on with it)."""
-    meta = {"tokenizer": data.encoding_state(enc), "args": dict(vars(args)), "stage": stage, "epoch": epoch,
-            "stage_done": stage_done, "history": history}
-    save_checkpoint(os.path.join(args.out, "latest.pt"), model, meta, {"optimizer": opt.state_dict()})
-    if stage_done:
-        keep = {} if args.reset_optimizer else {"optimizer": opt.state_dict()}
-        save_checkpoint(os.path.join(args.out, f"stage{stage}.pt"), model, meta, keep)
-
-
-def finish(args, model, test, enc, sp, history, log):
-    """Score the test split at the last stage; print and save (summary.json) the per-stage table."""
-    ev = coconut.evaluate(model, test, enc, sp, coconut.Curriculum.of_run(vars(args), args.last),
-                          max_new_tokens=args.max_new_tokens)
-    summary = summarize(history)
-    write_json(os.path.join(args.out, "summary.json"),
-               {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}, indent=1)
-    log(format_summary(summary))
-    log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
 
 
 def summarize(history):

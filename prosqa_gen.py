@@ -405,7 +405,8 @@ def parse_steps(text):
         raise argparse.ArgumentTypeError(f"expected 'steps:weight,...' such as '3:41,4:44', got {text!r}") from None
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """python prosqa_gen.py: write the three splits of a named or custom difficulty."""
     parser = argparse.ArgumentParser(description="Generate ProsQA train/valid/test files at a chosen difficulty.")
     parser.add_argument("--out", type=str, default="data", help="output folder")
     parser.add_argument("--dataset", default="prosqa", choices=sorted(SIZES),
@@ -422,7 +423,7 @@ if __name__ == "__main__":
     parser.add_argument("--n-valid", type=int, default=None, help="validation examples")
     parser.add_argument("--n-test", type=int, default=None, help="test examples")
     parser.add_argument("--quiet", action="store_true", help="no progress line and no table")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     base = SIZES[args.dataset]
     try:
         match = base.match_decoy if args.match_decoy is None else args.match_decoy
@@ -433,3 +434,7 @@ if __name__ == "__main__":
                      args.name or args.dataset, size)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,8 +3,6 @@ import json
 import os
 import random
 import re
-import subprocess
-import sys
 from collections import deque
 
 import pytest
@@ -244,30 +242,34 @@ def test_impossible_difficulty_is_refused(kwargs, message):
         prosqa_gen.Difficulty(**kwargs)
 
 
-def run_cli(out, *args):
-    """python prosqa_gen.py --out OUT with tiny split sizes and the given arguments."""
-    return subprocess.run([sys.executable, "prosqa_gen.py", "--out", str(out), "--quiet",
-                           "--n-train", "5", "--n-valid", "2", "--n-test", "2", *args],
-                          capture_output=True, text=True, cwd=os.path.dirname(prosqa_gen.__file__))
+def run_cli(capsys, out, *args):
+    """prosqa_gen.main (python prosqa_gen.py) with --out OUT, tiny split sizes and the given
+    arguments: (exit code, stderr)."""
+    try:
+        prosqa_gen.main(["--out", str(out), "--quiet", "--n-train", "5", "--n-valid", "2", "--n-test", "2", *args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
 
 
-def test_cli_writes_named_files(tmp_path):
+def test_cli_writes_named_files(tmp_path, capsys):
     """Guards the command line: a named size writes <dataset>_<split>.json, and a changed
     difficulty named with --name writes <name>_<split>.json at that difficulty."""
-    assert run_cli(tmp_path / "a", "--dataset", "prosqa-tiny").returncode == 0
+    assert run_cli(capsys, tmp_path / "a", "--dataset", "prosqa-tiny") == (0, "")
     assert sorted(os.listdir(tmp_path / "a")) == [f"prosqa-tiny_{s}.json" for s in ("test", "train", "valid")]
-    assert run_cli(tmp_path / "b", "--nodes", "9..12", "--steps", "2", "--name", "mine").returncode == 0
+    assert run_cli(capsys, tmp_path / "b", "--nodes", "9..12", "--steps", "2", "--name", "mine") == (0, "")
     records = json.load(open(tmp_path / "b" / "mine_train.json"))
     assert len(records) == 5 and all(len(r["steps"]) == 2 for r in records)
 
 
 @pytest.mark.parametrize("change", [["--nodes", "9..12"], ["--steps", "2"], ["--match-decoy"]], ids=lambda c: c[0])
-def test_cli_refuses_unnamed_changes(tmp_path, change):
+def test_cli_refuses_unnamed_changes(tmp_path, capsys, change):
     """Guards the command line: --nodes, --steps or --match-decoy without --name is refused
     (exit 2, naming --name), and nothing is written (the files would be silently
     mislabelled as the named size)."""
-    bad = run_cli(tmp_path, *change)
-    assert bad.returncode == 2 and "--name" in bad.stderr, bad.stderr
+    code, err = run_cli(capsys, tmp_path, *change)
+    assert code == 2 and "--name" in err, err
     assert os.listdir(tmp_path) == []
 
 

@@ -193,7 +193,7 @@ def sample_graph(rng, size=Difficulty()):
         leaves = [v for v in range(len(parents)) if not children[v] and parents[v]]
         targets = [v for v in leaves if labels[v] == FROM_ROOT and dist[v] == steps]
         negatives = [v for v in leaves if labels[v] == FROM_OTHER]
-        if size.match_decoy:
+        if size.match_decoy and targets and negatives:  # the search only where the graph is usable at all
             from_people, _ = shortest_paths(children, [v for v, ps in enumerate(parents) if not ps])  # from the nearest person
             negatives = [v for v in negatives if from_people[v] == steps]
         if targets and negatives:

@@ -201,9 +201,11 @@ def check_run_args(path, targs, stage):
     for k, kind in RUN_ARGS.items():
         if not isinstance(targs.get(k), kind):
             raise ValueError(f"{path}: checkpoint args lack '{k}' (a {kind.__name__}): not written by train.py?")
-    if targs["method"] not in coconut.METHODS or targs["c_thought"] < 1 or targs["max_stage"] < 0 or stage < 0:
+    try:
+        coconut.Curriculum.of_run(targs, stage)  # the curriculum checks method, stage, c and max_stage itself
+    except ValueError:
         raise ValueError(f"{path}: checkpoint has method {targs['method']!r}, c_thought {targs['c_thought']}, "
-                         f"max_stage {targs['max_stage']}, stage {stage}: not a run train.py can make")
+                         f"max_stage {targs['max_stage']}, stage {stage}: not a run train.py can make") from None
 
 
 def run(args):

@@ -28,10 +28,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from data import decode, extract_answer
+from data import IGNORE, decode, extract_answer, read_graph
 from model import KVCache
-
-IGNORE = -100  # label of positions that carry no loss (question, markers, thoughts)
 
 # Coconut, then the baselines of the paper's Table 1
 METHODS = ("coconut", "no-curriculum", "no-thought", "pause-as-thought", "cot", "no-cot", "pause")
@@ -330,3 +328,36 @@ def next_token_probs(model, prompts, sp):
     H, _ = thought_passes(model, batch, model.new_cache(len(prompts), batch.ids.size(1)))
     last = batch.key_mask.long().cumsum(1).argmax(1)  # each row's last real position (rows may end early)
     return F.softmax(model.logits(H[torch.arange(len(prompts)), last]).float(), -1)
+
+
+@torch.no_grad()
+def lookup_accuracy(model, examples, enc, sp, batch_size=128):
+    """The lookup a model from scratch must learn before any search, on ProsQA questions:
+    teacher-forced after the question (and, in sentences, after "P is a"), is the next name
+    the model predicts a child of the person that starts a shortest path to the answer
+    ("first"), or a child of the person at all ("child")? Beside them, what guessing would
+    score: uniformly among the graph's names ("guess_names") or among the person's children
+    ("guess_children"). examples: (record, tokenised) pairs; records without steps are skipped."""
+    rows = []
+    for rec, ex in examples:
+        g = read_graph(rec)
+        good, kids = g.first_nodes()
+        if not g.path or not kids:
+            continue
+        # in sentences the first step reads "P is a <name>.": the model is given "P is a"
+        prompt = list(ex["question"]) + ([] if rec.get("render") == "graph" else
+                                         enc.encode_ordinary(rec["steps"][0].rsplit(" ", 1)[0]))
+        names = {n for fact in g.facts for n in fact}
+        first = lambda ns: {enc.encode_ordinary(" " + n)[0] for n in ns}  # noqa: E731  (a name's first token)
+        rows.append((prompt, first(good), first(kids), len(good) / len(names), len(good) / len(kids)))
+    if not rows:
+        return None
+    was_training = model.training
+    model.eval()
+    pred = []
+    for i in range(0, len(rows), batch_size):
+        pred += next_token_probs(model, [r[0] for r in rows[i:i + batch_size]], sp).argmax(-1).tolist()
+    model.train(was_training)
+    n = len(rows)
+    return {"first": sum(p in r[1] for p, r in zip(pred, rows)) / n, "child": sum(p in r[2] for p, r in zip(pred, rows)) / n,
+            "guess_names": sum(r[3] for r in rows) / n, "guess_children": sum(r[4] for r in rows) / n, "n": n}

@@ -46,6 +46,7 @@ PAUSE = "<|pause|>"  # the pause-token baselines
 EOS = "<|endoftext|>"  # GPT-2's end of text, ends every answer
 NEW_SPECIALS = (BOT, LATENT, EOT, PAUSE)
 SPLITS = ("train", "valid", "test")
+IGNORE = -100  # the label of a position without a loss (question, markers, thoughts)
 
 
 class DataError(ValueError):
@@ -174,7 +175,10 @@ def gpt2_encoding() -> tiktoken.Encoding:
 
 
 def record_texts(record: dict) -> list[str]:
-    """The exact strings `tokenize` encodes, so the vocabulary covers what the model sees."""
+    """The exact strings `tokenize` encodes, so the vocabulary covers what the model sees:
+    the paper's lines, or the compact graph rendering's words (see render_graph)."""
+    if record.get("render") == "graph":  # a space before every name: one token each
+        return [" " + record["question"]] + [" " + s for s in record["steps"]] + [" ### " + record["answer"]]
     return [record["question"] + "\n"] + [s + "\n" for s in record["steps"]] + ["### " + record["answer"]]
 
 
@@ -245,13 +249,11 @@ def decode(enc: tiktoken.Encoding, ids: list[int]) -> str:
 
 
 def tokenize(enc: tiktoken.Encoding, record: dict) -> dict:
-    """The paper's layout: question and each step end with a newline; the answer follows "### "."""
-    ids = enc.encode_ordinary  # record text is data: a literal "<|latent|>" in it stays plain text
-    return {
-        "question": ids(record["question"] + "\n"),
-        "steps": [ids(step + "\n") for step in record["steps"]],
-        "answer": ids("### " + record["answer"]) + [special_ids(enc).eos],
-    }
+    """The paper's layout: question and each step end with a newline; the answer follows "### ".
+    A graph-rendered record: the words follow each other, a step is one name."""
+    # record text is data: a literal "<|latent|>" in it stays plain text
+    question, *steps, answer = (enc.encode_ordinary(t) for t in record_texts(record))
+    return {"question": question, "steps": steps, "answer": answer + [special_ids(enc).eos]}
 
 
 def extract_answer(text: str) -> str:
@@ -259,6 +261,130 @@ def extract_answer(text: str) -> str:
     A generation is correct when this equals record["answer"].strip() exactly (the paper's metric)."""
     text = text.split(EOS, 1)[0]  # anything after the end of text was never part of the answer
     return text.rsplit("###", 1)[1].strip() if "###" in text else ""
+
+
+# -----------------------------------------------------------------------------
+# ProsQA's compact graph rendering, and the lookup task that pretrains a model from scratch
+
+RENDERS = ("text", "graph")
+FACT = re.compile(r"(?:Every )?(\S+) is a (\S+)\.")  # "Every X is a Y." or "P is a Y."
+ASK = re.compile(r"Is (\S+) a (\S+) or (\S+)\?")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """What a ProsQA question says, read back from either rendering."""
+    facts: list  # (parent, child) name pairs, in the order they are stated
+    person: str  # the person asked about
+    candidates: tuple  # the two concepts offered, in the order offered
+    path: list  # the names the steps reach (empty for a question without steps)
+    answer: str  # the concept the answer names ("" without an answer)
+
+    def children(self):
+        out = {}
+        for u, v in self.facts:
+            out.setdefault(u, []).append(v)
+        return out
+
+    def first_nodes(self):
+        """(the person's children that start a shortest path to the answer, all its children)."""
+        to_answer, layer = {self.answer: 0}, {self.answer}  # distance to the answer: a BFS along facts backwards
+        while layer:
+            d = to_answer[next(iter(layer))] + 1
+            layer = {u for u, v in self.facts if v in layer and u not in to_answer}
+            to_answer.update(dict.fromkeys(layer, d))
+        kids = self.children().get(self.person, [])
+        return [c for c in kids if to_answer.get(c) == len(self.path) - 1], kids
+
+
+def read_graph(record: dict) -> Graph:
+    """The Graph of a ProsQA record in the paper's sentences or in the graph rendering;
+    ValueError for a record that is neither."""
+    q = record["question"]
+    if record.get("render") == "graph":
+        facts, _, ask = q.rpartition(" [Q] ")
+        m = re.fullmatch(r"(\S+) (\S+) \[R\] (\S+)", ask)
+        pairs = re.findall(r"(\S+) (\S+) \|", facts)
+        if m is None or len(pairs) * 3 != len(facts.split()):
+            raise ValueError("not a graph-rendered ProsQA question ('u v | ... [Q] a b [R] person')")
+        return Graph(pairs, m[3], (m[1], m[2]), list(record["steps"]), record["answer"])
+    *sentences, ask = re.findall(r"[^.?]+[.?]", q) or [""]
+    facts = [FACT.fullmatch(x.strip()) for x in sentences]
+    m = ASK.fullmatch(ask.strip())
+    steps = [FACT.fullmatch(x.strip()) for x in record["steps"]]
+    answer = FACT.fullmatch(record["answer"].strip()) if record["answer"].strip() else None
+    if m is None or not all(facts) or not all(steps) or (record["answer"].strip() and answer is None):
+        raise ValueError("not a ProsQA question ('Every X is a Y.' / 'P is a Y.' facts, then 'Is P a A or B?')")
+    return Graph([(f[1], f[2]) for f in facts], m[1], (m[2], m[3]), [x[2] for x in steps], answer[2] if answer else "")
+
+
+def render_graph(record: dict) -> dict:
+    """ProsQA in the compact rendering of Zhu et al. 2025 ("Reasoning by Superposition"):
+    one token per name, each fact `u v |`, the question `[Q] a b [R] person`, each step the
+    next name of the path, the answer the target:
+
+        Tom wumpus | wumpus yumpus | ... [Q] yumpus zumpus [R] Tom   wumpus yumpus ### yumpus
+
+    About half as many tokens as the sentences, and every name sits right after the name
+    it follows from. Other fields are kept; `render` says how tokenize lays it out."""
+    g = read_graph(record)
+    facts = " ".join(f"{u} {v} |" for u, v in g.facts)
+    return {**record, "question": f"{facts} [Q] {g.candidates[0]} {g.candidates[1]} [R] {g.person}".lstrip(),
+            "steps": g.path, "answer": g.answer, "render": "graph"}
+
+
+def render(records: list[dict], how: str, source: str) -> list[dict]:
+    """The records in rendering `how` ("text": as they are); a record that cannot be
+    rendered is one DataError naming the file (source) and the record."""
+    if how == "text":
+        return records
+    if how != "graph":
+        raise ValueError(f"unknown rendering {how!r}: expected one of {', '.join(RENDERS)}")
+    out = []
+    for i, r in enumerate(records):
+        try:
+            out.append(render_graph(r))
+        except ValueError as e:
+            raise DataError(f"{source}: record {i}: --render graph: {e}") from None
+    return out
+
+
+def reshuffle_graph(record: dict, rng) -> dict:
+    """prosqa_gen.reshuffle for a graph-rendered record: the facts in a new order, the two
+    candidates redrawn in order."""
+    g = read_graph(record)
+    facts = list(g.facts)
+    rng.shuffle(facts)
+    a, b = g.candidates if rng.random() < 0.5 else g.candidates[::-1]
+    return {**record, "question": " ".join(f"{u} {v} |" for u, v in facts) + f" [Q] {a} {b} [R] {g.person}"}
+
+
+def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int) -> tuple[list, list]:
+    """Pretraining for a model from scratch: (ids, labels) of the record's facts followed by
+    n_queries lookups "x -> a child of x", with a loss on each child only. A pretrained
+    GPT-2 can already copy what its context says about a name (an induction head); a model
+    from scratch must learn that before any search. A query is written the way the
+    rendering writes a step: `[R] x c` (graph) or `Every x is a c.` (sentences)."""
+    g = read_graph(record)
+    children = g.children()
+    sources = sorted(children)
+    graph = record.get("render") == "graph"
+    people = {u for u, _ in g.facts} - {v for _, v in g.facts}
+    if graph:
+        context = "".join(f" {u} {v} |" for u, v in g.facts)
+    else:
+        context = " ".join(f"{'' if u in people else 'Every '}{u} is a {v}." for u, v in g.facts) + "\n"
+    ids = enc.encode_ordinary(context)
+    labels = [IGNORE] * len(ids)
+    for _ in range(n_queries):
+        x = rng.choice(sources)
+        c = rng.choice(children[x])
+        prompt = enc.encode_ordinary(f" [R] {x}" if graph else f"{'' if x in people else 'Every '}{x} is a")
+        answer = enc.encode_ordinary(" " + c)
+        end = [] if graph else enc.encode_ordinary(".\n")
+        ids += prompt + answer + end
+        labels += [IGNORE] * len(prompt) + answer + [IGNORE] * len(end)
+    return ids, labels
 
 
 # -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 
 import coconut
-from data import encode, encoding_from_state, extract_answer, load_split, special_ids, tokenize
+from data import RENDERS, encode, encoding_from_state, extract_answer, load_split, render, special_ids, tokenize
 from model import load_checkpoint, pick_device
 from prosqa_gen import shortest_paths
 
@@ -51,11 +51,17 @@ def graph_marks(edges, root, target):
 # ----------------------------------------------------------------------------- the latent search view
 
 
-def search_probs(model, enc, sp, ex, curriculum, person, K):
+def answer_lead(rec, person):
+    """The start of the answer, up to the concept it names: "### P is a" in sentences,
+    " ###" in the graph rendering."""
+    return " ###" if rec.get("render") == "graph" else "### " + person + " is a"
+
+
+def search_probs(model, enc, sp, ex, curriculum, lead, K):
     """Next-token probabilities (list of K+1 rows of size V) after question <bot> k
-    thoughts <eot> "### <person> is a", for k = 0..K: the answer form the final model
-    writes right after <eot>, cut just before the concept it picks."""
-    forced = encode(enc, "### " + person + " is a")
+    thoughts <eot> and the answer's lead (answer_lead), for k = 0..K: the answer form the
+    final model writes right after <eot>, cut just before the concept it picks."""
+    forced = encode(enc, lead)
     prompts = [replace(curriculum, n_thoughts=k).prompt(ex, sp) + forced
                for k in range(K + 1)]
     width = coconut.collate(prompts, sp).ids.size(1)  # rows align at their first thought: wider than any one prompt
@@ -86,7 +92,7 @@ def search_table(rec, probs, enc, top=3):
     cols = [[p[first[v]].item() for v in rows] for p in probs]  # cols[k][row]
     tops = [set(sorted(range(len(rows)), key=lambda r: -c[r])[:top]) for c in cols]
     w = max([len(names[v]) for v in rows] + [7])
-    lines = [f"latent search: P(concept) after '### {names[rec['root']]} is a' with k thoughts "
+    lines = [f"latent search: P(concept) after '{answer_lead(rec, names[rec['root']]).strip()}' with k thoughts "
              f"(depth 1 = child, * = on a shortest path, T = target, D = the decoy offered)",
              (f"  {'depth':<6}{'concept':<{w}}" + "".join(f"  {'k=' + str(k):<9}" for k in range(len(probs)))).rstrip()]
     for r, v in enumerate(rows):
@@ -121,7 +127,8 @@ def show_question(model, enc, sp, rec, curriculum, args, title):
     n_latent, n_pause = prompt.count(sp.latent), prompt.count(sp.pause)
     search = None  # computed first: its batch is wider than the prompt, so it may be the part that does not fit
     if args.question is None and not args.no_search and "edges" in rec and curriculum.method not in THOUGHTLESS:
-        search = search_probs(model, enc, sp, ex, curriculum, rec["idx_to_symbol"][rec["root"]], n_latent + n_pause)
+        lead = answer_lead(rec, rec["idx_to_symbol"][rec["root"]])
+        search = search_probs(model, enc, sp, ex, curriculum, lead, n_latent + n_pause)
     out = coconut.evaluate(model, [(rec, ex)], enc, sp, curriculum, max_new_tokens=args.max_new_tokens)["outputs"][0]
     print(f"== {title} ==")
     print(wrap("question", rec["question"]))
@@ -168,6 +175,9 @@ def build_parser():
                    help="generation limit (default: the checkpoint's, else 64)")
     p.add_argument("--topk", type=int, default=5, help="tokens shown per continuous thought")
     p.add_argument("--no-search", action="store_true", help="leave out the ProsQA latent search table")
+    p.add_argument("--render", choices=RENDERS, default=None,
+                   help="how ProsQA questions are written (default: the checkpoint's, as it was trained); "
+                        "another rendering than the checkpoint's is refused")
     p.add_argument("--device", type=str, default="auto", help="cuda, mps, cpu, or auto (the first available)")
     return p
 
@@ -221,6 +231,11 @@ def run(args):
         raise ValueError(f"{path}: the tokenizer has {enc.n_vocab} tokens, the model {model.config.vocab_size}")
     sp = special_ids(enc)
     args.max_new_tokens = args.max_new_tokens or targs.get("max_new_tokens", 64)
+    how = targs.get("render", "text")  # checkpoints older than --render were trained on sentences
+    if how not in RENDERS:
+        raise ValueError(f"{path}: checkpoint args have an unknown rendering {how!r}: not written by train.py?")
+    if args.render not in (None, how):
+        raise ValueError(f"{path}: the model was trained on the {how!r} rendering, not --render {args.render}")
     latent = args.latent
     if latent is not None and targs["method"] in THOUGHTLESS:
         print(f"note: method {targs['method']} has no thoughts; --latent {latent} is ignored")
@@ -228,11 +243,12 @@ def run(args):
     if args.question is not None:
         if latent is None and targs["method"] not in THOUGHTLESS:  # no steps to count: use the full count
             latent = coconut.Curriculum.of_run(targs, stage).plan(targs["max_stage"] + 1).n_thoughts
-        rec = {"question": args.question, "steps": [], "answer": ""}
+        rec = render([{"question": args.question, "steps": [], "answer": ""}], how, "--question")[0]
         return show_question(model, enc, sp, rec, coconut.Curriculum.of_run(targs, stage, latent), args, "question")
     curriculum = coconut.Curriculum.of_run(targs, stage, latent)
     dataset = targs["dataset"]
-    records = load_split(dataset, args.split, args.data_dir or targs.get("data_dir", "data"))
+    data_dir = args.data_dir or targs.get("data_dir", "data")
+    records = render(load_split(dataset, args.split, data_dir), how, os.path.join(data_dir, f"{dataset}_{args.split}.json"))
     if not args.eval:
         for i, rec in enumerate(records[:args.n or 3]):
             show_question(model, enc, sp, rec, curriculum, args, f"{dataset} {args.split} #{i}")

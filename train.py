@@ -34,6 +34,8 @@ import data
 from model import GPT, GPTConfig, load_checkpoint, pick_device, save_checkpoint, write_json
 from prosqa_gen import SIZES, reshuffle
 
+PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
+
 # Model presets; every field is also a flag, and a flag given on the command line wins.
 # The paper's recipe: pretrained GPT-2 124M, AdamW 1e-4, weight decay 0.01, effective batch
 # 128, 5 epochs per stage, and in the last stage until epoch 50 (6 * 5 + 20).
@@ -71,12 +73,14 @@ CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on a CPU the small mod
 # training numbers or data to match the checkpoint's (RESUME_FIXED). The rest only say where
 # and how fast the run goes, what is scored, and which stages run (RESUME_FREE); the model's
 # shape and context come from the checkpoint, so --block-size and --init are ignored there.
-SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb")
+SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb",
+              "render")
 RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
-                "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype")
+                "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries",
+                "pretrain_until")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
-               "block_size", "init")
+               "block_size", "init", "pretrained")
 # the metadata train() saves with every checkpoint, checked when one is read back
 RUN_META = {"args": dict, "stage": int, "epoch": int, "stage_done": bool, "history": list, "tokenizer": dict}
 
@@ -115,6 +119,21 @@ def parse_args(argv=None):
     p.add_argument("--shuffle-facts", action=argparse.BooleanOptionalAction, default=None,
                    help="ProsQA augmentation: every epoch, state each question's facts in a new order and redraw "
                         "the two candidates' order (Zhu et al.); default: off, on in the laptop recipes")
+    p.add_argument("--render", choices=data.RENDERS, default="text",
+                   help="ProsQA as the paper's sentences (text), or compactly (graph: one token per name, facts "
+                        "'u v |', the question '[Q] a b [R] person', each step one name; Zhu et al. 2025)")
+    p.add_argument("--pretrain-epochs", type=int, default=0,
+                   help="from scratch: epochs of lookup pretraining before stage 0 (each training graph's facts, then "
+                        "--pretrain-queries queries 'x -> a child of x'), the counterpart of starting from a pretrained "
+                        "GPT-2 that can already look things up in its context; 0 = none (the paper)")
+    p.add_argument("--pretrained", default=None,
+                   help="start stage 0 from another run's pretrain.pt (any method, the same model and data), so that "
+                        "every method starts from one pretraining; with the same flags the run equals one that "
+                        "pretrained itself")
+    p.add_argument("--pretrain-queries", type=int, default=8, help="lookup queries per graph in the pretraining")
+    p.add_argument("--pretrain-until", type=float, default=None,
+                   help="end the pretraining early, after the first epoch whose lookup metric (a child of the person "
+                        "named after the question, on validation) reaches this fraction")
     p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0 = off)")
     p.add_argument("--eval-n", type=int, default=None, help="validation examples scored after each epoch (default: the whole split)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="generation limit when scoring")
@@ -144,14 +163,15 @@ def check_args(args):
     later, silently train nothing, or fail only after an epoch."""
     flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
     for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage",
-              "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads"):
+              "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads", "pretrain_queries"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be at least 1")
-    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip"):
+    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs"):
         if getattr(args, k) < 0:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must not be negative")
     for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"),
-                        ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"), ("beta2", 0 <= args.beta2 < 1, "[0, 1)")):
+                        ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"), ("beta2", 0 <= args.beta2 < 1, "[0, 1)"),
+                        ("pretrain_until", args.pretrain_until is None or 0 < args.pretrain_until <= 1, "(0, 1]")):
         if not ok:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be in {want}")
     if args.n_embd % args.n_head:
@@ -191,7 +211,9 @@ def get_lr(step, total, lr, warmup, schedule):
 def epochs_of(stage, args):
     """Every stage trains epochs_per_stage epochs (stage 0 stage0_epochs, if given); the
     run's last stage, when it is the curriculum's last, trains final_epochs (the paper
-    stays there until epoch 50)."""
+    stays there until epoch 50); the pretraining, at most pretrain_epochs."""
+    if stage == PRETRAIN:
+        return args.pretrain_epochs
     if stage == args.last and stage >= args.max_stage:
         return args.final_epochs
     return args.stage0_epochs if stage == 0 and args.stage0_epochs is not None else args.epochs_per_stage
@@ -223,7 +245,8 @@ def objective_of(model, compile=False, ddp=False):
 def load_data(args, enc=None):
     """Records and tokenised examples of the three splits; the words vocabulary is built
     from the training split unless a checkpoint's tokenizer is given."""
-    splits = {s: data.load_split(args.dataset, s, args.data_dir) for s in ("train", "valid", "test")}
+    splits = {s: data.render(data.load_split(args.dataset, s, args.data_dir), args.render,
+                             os.path.join(args.data_dir, f"{args.dataset}_{s}.json")) for s in ("train", "valid", "test")}
     enc = enc or data.get_encoding(args.tokenizer, splits["train"])
     out = {split: [(r, data.tokenize(enc, r)) for r in records] for split, records in splits.items()}
     check_context(args, out)
@@ -259,11 +282,11 @@ def new_model(args, enc):
                          n_head=args.n_head, n_embd=args.n_embd, pos_emb=args.pos_emb))
 
 
-def check_same_model(path, ckpt, args):
+def check_same_model(path, ckpt, args, skip=()):
     """A run continues only from a checkpoint of the same model and method."""
     old = ckpt["meta"]["args"]
-    for k in SAME_MODEL:
-        if old.get(k) != getattr(args, k):
+    for k in (k for k in SAME_MODEL if k not in skip):
+        if old.get(k, "text" if k == "render" else None) != getattr(args, k):  # runs before --render: sentences
             raise ValueError(f"{path}: checkpoint from a different run ({k}={old.get(k)!r}, asked for {getattr(args, k)!r})")
 
 
@@ -280,8 +303,16 @@ def check_exact_resume(path, ckpt, args):
 
 
 def is_run_checkpoint(name):
-    """latest.pt or stage<s>.pt: the files a run writes, and a new run must not overwrite."""
-    return name == "latest.pt" or (name.startswith("stage") and name.endswith(".pt"))
+    """latest.pt, pretrain.pt or stage<s>.pt: the files a run writes, and a new run must not overwrite."""
+    return name in ("latest.pt", "pretrain.pt") or (name.startswith("stage") and name.endswith(".pt"))
+
+
+def stage_file(stage):
+    return "pretrain.pt" if stage == PRETRAIN else f"stage{stage}.pt"
+
+
+def stage_name(stage):
+    return "pretrain" if stage == PRETRAIN else f"stage {stage}"
 
 
 def epoch_rows(n_examples, args, world):
@@ -289,20 +320,30 @@ def epoch_rows(n_examples, args, world):
     return max(1, int(n_examples * args.train_frac)) // world
 
 
+def shuffled(record, rng):
+    """The record's facts in a new order and its candidates redrawn, in its own rendering."""
+    return data.reshuffle_graph(record, rng) if record.get("render") == "graph" else reshuffle(record, rng)
+
+
 def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     """This rank's batches for one epoch: a seeded subset and order (the same on every
     rank and on a resumed run), bucketed by length so little compute goes to padding.
-    With args.shuffle_facts each question is rendered afresh (needs enc)."""
+    With args.shuffle_facts each question is rendered afresh (needs enc). The pretraining
+    stage (PRETRAIN) lays out lookup queries instead of the curriculum."""
     rng = random.Random(f"{args.seed}-{stage}-{epoch}")
     order = list(range(len(examples)))
     rng.shuffle(order)
     per = epoch_rows(len(examples), args, world)
     order = order[:per * world]
-    curriculum = coconut.Curriculum.of_run(vars(args), stage)
-    curricula = [curriculum.mixed(args.mix_prob, rng) for _ in order]  # with --mix-prob, some at another stage
-    mine = list(zip(order, curricula))[rank * per:(rank + 1) * per]  # an equal share per rank
-    exs = [data.tokenize(enc, reshuffle(examples[i][0], rng)) if args.shuffle_facts else examples[i][1] for i, _ in mine]
-    rows = [cur.layout(ex, sp) for ex, (_, cur) in zip(exs, mine)]
+    mine = order[rank * per:(rank + 1) * per]  # an equal share per rank
+    if stage == PRETRAIN:
+        recs = [shuffled(examples[i][0], rng) if args.shuffle_facts else examples[i][0] for i in mine]
+        rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries) for r in recs]
+    else:
+        curriculum = coconut.Curriculum.of_run(vars(args), stage)
+        curricula = [curriculum.mixed(args.mix_prob, rng) for _ in order][rank * per:(rank + 1) * per]  # --mix-prob
+        exs = [data.tokenize(enc, shuffled(examples[i][0], rng)) if args.shuffle_facts else examples[i][1] for i in mine]
+        rows = [cur.layout(ex, sp) for ex, cur in zip(exs, curricula)]
     chunk = args.batch_size * 16
     batches = []
     for a in range(0, len(rows), chunk):  # sort within chunks: similar lengths, still shuffled
@@ -351,6 +392,16 @@ def starting_point(args):
         if stage < args.first:
             raise ValueError(f"{path}: run is at stage {stage}, before --stage {args.stage}")
         return Start(stage, epoch, model, ckpt, path, m["history"])
+    if args.pretrained:
+        if args.first > 0 or args.pretrain_epochs:
+            raise ValueError(f"--pretrained {args.pretrained}: starts stage 0 from a finished pretraining, so it needs "
+                             f"--stage 0..b and no --pretrain-epochs")
+        model, ckpt = load_checkpoint(args.pretrained, meta=RUN_META)
+        check_same_model(args.pretrained, ckpt, args, skip=("method",))
+        if ckpt["meta"]["stage"] != PRETRAIN or not ckpt["meta"]["stage_done"]:
+            raise ValueError(f"{args.pretrained}: not the end of a pretraining (a run's pretrain.pt)")
+        refuse_overwrite(args)
+        return Start(0, 0, model, ckpt, args.pretrained, ckpt["meta"]["history"])
     if args.first > 0:
         path = os.path.join(args.out, f"stage{args.first - 1}.pt")
         if not os.path.exists(path):
@@ -359,11 +410,16 @@ def starting_point(args):
         model, ckpt = load_checkpoint(path, meta=RUN_META)
         check_same_model(path, ckpt, args)
         return Start(args.first, 0, model, ckpt, path, ckpt["meta"]["history"])
+    refuse_overwrite(args)
+    return Start(PRETRAIN if args.pretrain_epochs else 0)
+
+
+def refuse_overwrite(args):
+    """A fresh start would overwrite the checkpoints in the run folder: refuse (latest.pt
+    alone is a run stopped in its first stage)."""
     if os.path.isdir(args.out) and (saved := sorted(f for f in os.listdir(args.out) if is_run_checkpoint(f))):
-        # a fresh stage 0 would overwrite them: latest.pt alone is a run stopped in stage 0
         raise ValueError(f"{args.out}: already holds checkpoints ({', '.join(saved)}); pass --resume to continue "
                          f"that run, or choose another --out")
-    return Start(0)
 
 
 def model_and_data(args, start):
@@ -419,7 +475,7 @@ def save_epoch(args, model, opt, enc, stage, epoch, stage_done, history):
     save_checkpoint(os.path.join(args.out, "latest.pt"), model, meta, {"optimizer": opt.state_dict()})
     if stage_done:
         keep = {} if args.reset_optimizer else {"optimizer": opt.state_dict()}
-        save_checkpoint(os.path.join(args.out, f"stage{stage}.pt"), model, meta, keep)
+        save_checkpoint(os.path.join(args.out, stage_file(stage)), model, meta, keep)
 
 
 def finish(args, model, test, enc, sp, history, log):
@@ -431,6 +487,50 @@ def finish(args, model, test, enc, sp, history, log):
                {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}, indent=1)
     log(format_summary(summary))
     log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
+
+
+def has_graphs(examples):
+    """Whether the records are ProsQA questions, whose lookup can be measured."""
+    try:
+        return bool(examples) and all(data.read_graph(r) for r, _ in examples[:8])
+    except ValueError:
+        return False
+
+
+LOOKUP_NOTE = ("lookup: after each question, is the model's next name a child of the person asked about that starts "
+               "a shortest path to the answer (first), or any child (child)? A model from scratch must learn this "
+               "lookup first; guessing among the graph's names or the person's children is shown beside it")
+
+
+def validate(model, valid, enc, sp, args, stage, lookup):
+    """The validation figures of one epoch: accuracy and tokens of greedy answers at this
+    stage (not in the pretraining), and the lookup metric on ProsQA."""
+    out = {}
+    if stage != PRETRAIN:
+        ev = coconut.evaluate(model, valid, enc, sp, coconut.Curriculum.of_run(vars(args), stage),
+                              max_new_tokens=args.max_new_tokens)
+        out.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"])
+    if lookup:
+        lk = coconut.lookup_accuracy(model, valid, enc, sp)
+        out.update({f"lookup_{k}": v for k, v in lk.items() if k != "n"})
+    return out
+
+
+def epoch_line(e, n_epochs):
+    line = f"{stage_name(e['stage'])} epoch {e['epoch']}/{n_epochs}: loss {e['train_loss']:.4f}"
+    if "valid_acc" in e:
+        line += f", valid acc {e['valid_acc']:.1%} ({e['valid_tokens']:.1f} tokens)"
+    if "lookup_first" in e:
+        line += (f", lookup first {e['lookup_first']:.1%} child {e['lookup_child']:.1%} (guess {e['lookup_guess_names']:.0%}"
+                 f" / {e['lookup_guess_children']:.0%})")
+    return line + f", {e['tokens_per_s']:.0f} tok/s, {e['seconds']:.0f}s"
+
+
+def broadcast_flag(flag, device):
+    """Rank 0's decision, on every rank."""
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.broadcast(t, 0)
+    return bool(t.item())
 
 
 def train(args):
@@ -453,6 +553,9 @@ def train(args):
     log(f"data: {', '.join(f'{s} {len(v)}' for s, v in splits.items())}; effective batch "
         f"{args.batch_size * args.grad_accum * world}; method {args.method}; out {args.out}")
     objective = objective_of(model, args.compile, ddp)
+    lookup = has_graphs(splits["valid"])  # ProsQA: the lookup metric is logged every epoch
+    if lookup:
+        log(LOOKUP_NOTE)
 
     # 2. the curriculum: a fresh optimizer per stage (unless --no-reset-optimizer), validation after every epoch
     opt = None
@@ -468,20 +571,25 @@ def train(args):
             t_epoch = time.time()
             batches = epoch_batches(splits["train"], stage, epoch, args, sp, rank, world, enc)
             lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup, args.schedule)  # noqa: E731
-            desc = f"stage {stage} epoch {epoch + 1}/{n_epochs}" if master else None
+            desc = f"{stage_name(stage)} epoch {epoch + 1}/{n_epochs}" if master else None
             loss, tok_s = train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc)
             entry = {"stage": stage, "epoch": epoch + 1, "train_loss": loss, "tokens_per_s": tok_s * world}
+            done = epoch == n_epochs - 1
             if master:
-                ev = coconut.evaluate(model, splits["valid"][:args.eval_n], enc, sp,
-                                      coconut.Curriculum.of_run(vars(args), stage), max_new_tokens=args.max_new_tokens)
-                entry.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"], seconds=time.time() - t_epoch)
+                entry.update(validate(model, splits["valid"][:args.eval_n], enc, sp, args, stage, lookup))
+                entry["seconds"] = time.time() - t_epoch
                 history.append(entry)
-                save_epoch(args, model, opt, enc, stage, epoch + 1, epoch == n_epochs - 1, history)
-                log(f"stage {stage} epoch {epoch + 1}/{n_epochs}: loss {loss:.4f}, valid acc {ev['acc']:.1%} "
-                    f"({ev['tokens']:.1f} tokens), {entry['tokens_per_s']:.0f} tok/s, {entry['seconds']:.0f}s")
+                # the pretraining ends once the lookup has formed (--pretrain-until)
+                done = done or (stage == PRETRAIN and args.pretrain_until is not None
+                                and entry.get("lookup_child", 0) >= args.pretrain_until)
+                save_epoch(args, model, opt, enc, stage, epoch + 1, done, history)
+                log(epoch_line(entry, n_epochs))
             if ddp:
                 torch.distributed.barrier()
-        log(f"stage {stage} done in {time.time() - t_stage:.0f}s")
+                done = broadcast_flag(done, device)
+            if done:
+                break
+        log(f"{stage_name(stage)} done in {time.time() - t_stage:.0f}s")
 
     # 3. the final model on the test split, and the per-stage summary
     if master:
@@ -499,15 +607,18 @@ def summarize(history):
         r = rows.setdefault(e["stage"], {"stage": e["stage"], "epochs": 0, "seconds": 0.0})
         r["epochs"] += 1
         r["seconds"] += e["seconds"]
-        r.update(train_loss=e["train_loss"], valid_acc=e.get("valid_acc"), valid_tokens=e.get("valid_tokens"))
+        r.update(train_loss=e["train_loss"], valid_acc=e.get("valid_acc"), valid_tokens=e.get("valid_tokens"),
+                 lookup_child=e.get("lookup_child"))
     return [rows[s] for s in sorted(rows)]
 
 
 def format_summary(rows):
-    lines = ["stage  epochs  train loss  valid acc  tokens  minutes"]
+    pct = lambda x, w: f"{x:>{w}.1%}" if x is not None else f"{'-':>{w}}"  # noqa: E731
+    lines = ["   stage  epochs  train loss  valid acc  tokens  lookup  minutes"]
     for r in rows:
-        lines.append(f"{r['stage']:>5}  {r['epochs']:>6}  {r['train_loss']:>10.4f}  {r['valid_acc']:>9.1%}  "
-                     f"{r['valid_tokens']:>6.1f}  {r['seconds'] / 60:>7.1f}")
+        tokens = f"{r['valid_tokens']:>6.1f}" if r["valid_tokens"] is not None else f"{'-':>6}"
+        lines.append(f"{'pre' if r['stage'] == PRETRAIN else r['stage']:>8}  {r['epochs']:>6}  {r['train_loss']:>10.4f}  "
+                     f"{pct(r['valid_acc'], 9)}  {tokens}  {pct(r.get('lookup_child'), 6)}  {r['seconds'] / 60:>7.1f}")
     return "\n".join(lines)
 
 

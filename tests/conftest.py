@@ -8,6 +8,7 @@ argument; the ones that are plain helpers hand over the function itself, e.g.
   write_safetensors   writes tensors as a .safetensors file, or a corrupt one
   gpt2_encoding       GPT-2's BPE, or a skip where its files are not on this machine
   prosqa_dir          a folder with a tiny generated ProsQA, made once per session
+  prosqa_record       one small ProsQA record written out by hand
   one_line_error      runs train.main or sample.main and checks its one-line refusal
   keep_torch_threads  (for every test, automatically) restores torch's thread count
 
@@ -181,6 +182,15 @@ def prosqa_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("prosqa")
     prosqa_gen.write_splits(str(d), seed=0, n_train=40, n_valid=8, n_test=8, quiet=True)
     return str(d)
+
+
+@pytest.fixture(scope="session")
+def prosqa_record():
+    """A two-step ProsQA question written out by hand: Tom -> wumpus -> yumpus (the target);
+    Tom -> rompus is a dead end; zumpus (the decoy) is Max's. A copy for each caller."""
+    return {"question": "Every wumpus is a yumpus. Tom is a wumpus. Max is a zumpus. Tom is a rompus. "
+                        "Is Tom a zumpus or yumpus?",
+            "steps": ["Tom is a wumpus.", "Every wumpus is a yumpus."], "answer": "Tom is a yumpus.", "root": 0}
 
 
 # ----------------------------------------------------------------------------- the scripts' errors

@@ -222,3 +222,30 @@ def test_tiny_model_overfits_prosqa_at_stage_2(tiny_gpt):
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
+
+
+@pytest.mark.parametrize("render", ["text", "graph"])
+def test_lookup_accuracy_counts(prosqa_record, render, monkeypatch):
+    """lookup_accuracy asks for the next name after the question (and after 'Tom is a' in
+    sentences) and scores it: a first node of a shortest path, a child, or neither; beside
+    them the guessing levels (1 good name of the graph's 6; 1 of Tom's 2 children)."""
+    import data
+    rec = data.render([prosqa_record], render, "x")[0]
+    enc = data.get_encoding("words", [rec])
+    sp = data.special_ids(enc)
+    ex = data.tokenize(enc, rec)
+    said = [" wumpus", " rompus", " zumpus"]  # row 0 names the first node, row 1 another child, row 2 the decoy
+    seen = []
+
+    def fake_probs(model, prompts, sp):
+        seen.extend(prompts)
+        out = torch.zeros(len(prompts), enc.n_vocab)
+        for i in range(len(prompts)):
+            out[i, enc.encode_ordinary(said[len(seen) - len(prompts) + i])[0]] = 1
+        return out
+
+    monkeypatch.setattr(coconut, "next_token_probs", fake_probs)
+    res = coconut.lookup_accuracy(torch.nn.Linear(1, 1), [(rec, ex)] * 3, enc, sp)
+    assert res == pytest.approx({"first": 1 / 3, "child": 2 / 3, "guess_names": 1 / 6, "guess_children": 1 / 2, "n": 3})
+    tail = "Tom is a" if render == "text" else "[R] Tom"
+    assert all(enc.decode(p).endswith(tail) and p[:len(ex["question"])] == ex["question"] for p in seen)

@@ -2,6 +2,8 @@
 
 import json
 import os
+import random
+import re
 
 import pytest
 import tiktoken
@@ -370,3 +372,88 @@ def test_download_failure_names_url(tmp_path, monkeypatch):
         data.prepare("prontoqa", data_dir=str(tmp_path))
     assert str(e.value) == f"download failed: {data.PRONTOQA_URL}: no route to host"
     assert not os.path.exists(tmp_path / "raw" / "prontoqa" / "5hop_0shot_random.json.part")
+
+
+# ----------------------------------------------------------------------------- ProsQA's graph rendering
+
+PROSQA_GRAPH = {"question": "wumpus yumpus | Tom wumpus | Max zumpus | Tom rompus | [Q] zumpus yumpus [R] Tom",
+                "steps": ["wumpus", "yumpus"], "answer": "yumpus"}
+
+
+def test_render_graph_layout(prosqa_record):
+    """The compact rendering: facts 'u v |' in the order stated, '[Q] a b [R] person', each
+    step the name it reaches, the answer the target; other fields kept; rendering twice
+    changes nothing."""
+    g = data.render_graph(prosqa_record)
+    assert {k: g[k] for k in PROSQA_GRAPH} == PROSQA_GRAPH
+    assert g["render"] == "graph" and g["root"] == 0
+    assert data.render_graph(g) == g
+
+
+def test_graph_tokens_are_one_per_name(prosqa_record):
+    """Tokenised, every name of a graph-rendered record is one token (the same token wherever
+    it stands), each step is exactly one token, and the answer is ' ###', the target, eos."""
+    g = data.render_graph(prosqa_record)
+    enc = data.get_encoding("words", [g])
+    ex = data.tokenize(enc, g)
+    words = [enc.decode([t]) for t in ex["question"]]
+    assert words == [" wumpus", " yumpus", " |", " Tom", " wumpus", " |", " Max", " zumpus", " |", " Tom", " rompus",
+                     " |", " [", "Q", "]", " zumpus", " yumpus", " [", "R", "]", " Tom"]
+    assert [[enc.decode(s)] for s in ex["steps"]] == [[" wumpus"], [" yumpus"]]
+    assert [enc.decode([t]) for t in ex["answer"]] == [" ###", " yumpus", data.EOS]
+    assert data.extract_answer(enc.decode(ex["steps"][0] + ex["answer"])) == g["answer"]
+
+
+def test_reshuffle_graph_keeps_the_question(prosqa_record):
+    """Reshuffling a graph-rendered record reorders its facts and maybe its two candidates,
+    and keeps everything else."""
+    g = data.render_graph(prosqa_record)
+    rng, seen = random.Random(0), set()
+    for _ in range(20):
+        new = data.reshuffle_graph(g, rng)
+        a, b = data.read_graph(g), data.read_graph(new)
+        assert sorted(a.facts) == sorted(b.facts) and set(a.candidates) == set(b.candidates)
+        assert (b.person, b.path, b.answer) == (a.person, a.path, a.answer)
+        assert {k: v for k, v in new.items() if k != "question"} == {k: v for k, v in g.items() if k != "question"}
+        seen.add(new["question"])
+    assert len(seen) > 5
+
+
+def test_first_nodes(prosqa_record):
+    """The person's children that start a shortest path to the answer, and all its children."""
+    assert data.read_graph(prosqa_record).first_nodes() == (["wumpus"], ["wumpus", "rompus"])
+    two = {**prosqa_record, "question": prosqa_record["question"].replace("Tom is a rompus.", "Tom is a rompus. Every rompus is a yumpus.")}
+    assert data.read_graph(two).first_nodes() == (["wumpus", "rompus"], ["wumpus", "rompus"])
+
+
+@pytest.mark.parametrize("render", ["text", "graph"])
+def test_lookup_layout(prosqa_record, render):
+    """Lookup pretraining: the facts as the rendering writes them, then queries 'x -> a child
+    of x' written like a step; the loss is on each child only, and each child is one the
+    facts give to its query's name."""
+    rec = data.render([prosqa_record], render, "x")[0]
+    enc = data.get_encoding("words", [rec])
+    ids, labels = data.lookup_layout(enc, rec, random.Random(1), 6)
+    assert len(ids) == len(labels)
+    text = enc.decode(ids)
+    if render == "graph":
+        assert text.startswith(" wumpus yumpus | Tom wumpus | Max zumpus | Tom rompus | [R] ")
+        queries = re.findall(r" \[R\] (\S+) (\S+)", text)
+    else:
+        assert text.startswith("Every wumpus is a yumpus. Tom is a wumpus. Max is a zumpus. Tom is a rompus.\n")
+        queries = re.findall(r"(?:Every )?(\S+) is a (\S+)\.\n", text.split("\n", 1)[1])
+    assert len(queries) == 6
+    children = data.read_graph(rec).children()
+    assert all(c in children[x] for x, c in queries)
+    labelled = [enc.decode([y]) for y in labels if y != data.IGNORE]
+    assert labelled == [" " + c for _, c in queries]
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"question": "What is 2+2?", "steps": ["2+2=4"], "answer": "4"}, "not a ProsQA question"),
+    ({"steps": ["Tom wumpus"]}, "not a ProsQA question"),  # the hand-written question with a step that is no fact
+])
+def test_render_graph_refuses_other_records(prosqa_record, record, message):
+    """A record that is not ProsQA is one DataError naming the file and the record."""
+    with pytest.raises(data.DataError, match=rf"^f\.json: record 1: --render graph: {message}"):
+        data.render([prosqa_record, {**prosqa_record, **record}], "graph", "f.json")

@@ -145,7 +145,7 @@ def test_search_probs_match_forced_prompt(run):
     rec = run["records"]["test"][1]
     ex = data.tokenize(enc, rec)
     person = rec["idx_to_symbol"][rec["root"]]
-    probs = sample.search_probs(model, enc, sp, ex, coconut.Curriculum.of_run(ARGS, 6), person, 2)
+    probs = sample.search_probs(model, enc, sp, ex, coconut.Curriculum.of_run(ARGS, 6), sample.answer_lead(rec, person), 2)
     prompt = ex["question"] + [sp.bot, sp.latent, sp.latent, sp.eot] + data.encode(enc, f"### {person} is a")
     assert len(probs) == 3
     torch.testing.assert_close(probs[2], coconut.next_token_probs(model, [prompt], sp)[0])

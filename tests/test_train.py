@@ -237,7 +237,8 @@ RESUME_CHANGES = [["--seed", "1"], ["--lr", "1e-3"], ["--batch-size", "4"], ["--
                   ["--weight-decay", "0.1"], ["--beta2", "0.9"], ["--schedule", "cosine"], ["--warmup", "5"],
                   ["--grad-clip", "0.5"], ["--train-frac", "0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
                   ["--epochs-per-stage", "3"], ["--stage0-epochs", "2"], ["--final-epochs", "2"],
-                  ["--no-reset-optimizer"], ["--shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"]]
+                  ["--no-reset-optimizer"], ["--shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"],
+                  ["--pretrain-epochs", "1"], ["--pretrain-queries", "2"], ["--pretrain-until", "0.5"]]
 
 
 @pytest.mark.parametrize("change", RESUME_CHANGES, ids=lambda c: c[0])
@@ -299,6 +300,10 @@ BAD_FLAGS = [
     (["--final-epochs", "0"], "--final-epochs 0: must be at least 1"),
     (["--mix-prob", "-0.1"], "--mix-prob -0.1: must be in [0, 1]"),
     (["--mix-prob", "1.5"], "--mix-prob 1.5: must be in [0, 1]"),
+    (["--pretrain-epochs", "-1"], "--pretrain-epochs -1: must not be negative"),
+    (["--pretrain-queries", "0"], "--pretrain-queries 0: must be at least 1"),
+    (["--pretrain-until", "0"], "--pretrain-until 0.0: must be in (0, 1]"),
+    (["--pretrain-until", "1.5"], "--pretrain-until 1.5: must be in (0, 1]"),
     (["--out", "FILE"], "is a file, not a folder"),
     (["--out", "FILE/run"], "is a file, not a folder"),
 ]
@@ -392,3 +397,55 @@ def test_learning_reaches_well_above_chance(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_acc"] >= 0.75
 
+
+
+# ----------------------------------------------------------------------------- the graph rendering and pretraining
+
+GRAPH = ["--render", "graph", "--pos-emb", "learned", "--shuffle-facts"]
+
+
+def test_pretraining_then_curriculum_in_the_graph_rendering(prosqa_dir, tmp_path, capsys):
+    """--pretrain-epochs runs lookup pretraining before stage 0, logs the lookup metric every
+    epoch (beside the guessing levels), writes pretrain.pt, and the summary has a 'pre' row;
+    sample.py reads the graph-rendered run back and refuses another rendering."""
+    out = tmp_path / "run"
+    history = run(prosqa_dir, out, *GRAPH, "--pretrain-epochs", "2", "--stage", "0..1")
+    assert [(h["stage"], h["epoch"]) for h in history] == [(-1, 1), (-1, 2), (0, 1), (1, 1)]
+    assert all(0 <= h["lookup_first"] <= h["lookup_child"] <= 1 for h in history)
+    assert "valid_acc" not in history[0] and "valid_acc" in history[2]
+    text = capsys.readouterr().out
+    assert "pretrain epoch 2/2: loss" in text and "lookup first" in text and "(guess " in text
+    assert "\n     pre       2 " in text
+    ckpt = load_checkpoint(str(out / "pretrain.pt"))[1]["meta"]
+    assert ckpt["stage"] == -1 and ckpt["stage_done"]
+    import sample
+    sample.main(["--ckpt", str(out / "stage1.pt"), "--n", "1"])
+    shown = capsys.readouterr().out
+    assert "[Q]" in shown and "latent search: P(concept) after '###'" in shown
+
+
+def test_pretrain_until_ends_the_pretraining(prosqa_dir, tmp_path):
+    """--pretrain-until stops the pretraining after the first epoch whose lookup metric
+    reaches it (any metric reaches 1e-9 ... unless it is 0: then the run pretrains on)."""
+    history = run(prosqa_dir, tmp_path / "run", *GRAPH, "--pretrain-epochs", "3", "--pretrain-until", "1e-9",
+                  "--stage", "0")
+    pre = [h for h in history if h["stage"] == -1]
+    assert len(pre) == (1 if pre[0]["lookup_child"] > 0 else len(pre)) and history[-1]["stage"] == 0
+
+
+def test_pretrained_start_equals_pretraining_inline(prosqa_dir, tmp_path, one_line_error):
+    """--pretrained starts stage 0 of any method from a run's pretrain.pt and ends with the
+    weights of a run that pretrained itself; it refuses a checkpoint that is not a finished
+    pretraining, and a stage range that does not start at 0."""
+    run(prosqa_dir, tmp_path / "inline", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
+    pre = str(tmp_path / "inline" / "pretrain.pt")
+    run(prosqa_dir, tmp_path / "from", *GRAPH, "--pretrained", pre, "--stage", "0")
+    assert_close(weights(tmp_path / "from" / "stage0.pt"), weights(tmp_path / "inline" / "stage0.pt"), rtol=0, atol=0)
+    run(prosqa_dir, tmp_path / "nocot", *GRAPH, "--pretrained", pre, "--stage", "0", "--method", "no-cot")
+    base = ["--data-dir", prosqa_dir, *TINY, *GRAPH]
+    one_line_error(train.main, [*base, "--out", str(tmp_path / "x"), "--pretrained", str(tmp_path / "inline" / "stage0.pt"),
+                                "--stage", "0"], "stage0.pt: not the end of a pretraining")
+    one_line_error(train.main, [*base, "--out", str(tmp_path / "x"), "--pretrained", pre, "--stage", "1"],
+                   f"--pretrained {pre}: starts stage 0")
+    one_line_error(train.main, [*base, "--out", str(tmp_path / "x"), "--pretrained", pre, "--stage", "0", "--render", "text"],
+                   "pretrain.pt: checkpoint from a different run (render='graph'")

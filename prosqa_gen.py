@@ -1,5 +1,6 @@
 """
 ProsQA generator: random "is-a" graphs rendered as questions that need search.
+Standard library only (no torch), so generating data needs nothing else installed.
 
 ProsQA is the planning-heavy logic task of Coconut (Hao et al. 2024, "Training Large
 Language Models to Reason in a Continuous Latent Space", arXiv 2412.06769, Appendix on
@@ -31,15 +32,15 @@ the paper's statistics (nodes, edges, in-degrees, people, steps, shortest paths)
   asks about index 1), so nothing can be read off the index alone.
 """
 import argparse
+import json
 import math
 import os
 import random
 import re
 import sys
+import tempfile
 from collections import Counter, deque
 from dataclasses import dataclass, replace
-
-from model import write_json
 
 PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
           "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
@@ -345,6 +346,28 @@ def format_table(summary):
 
 # -----------------------------------------------------------------------------
 # files
+
+
+def atomic_write(path, write, binary=False):
+    """Call write(f) on a temp file beside path, then rename it over path: readers never see
+    half a file, and an interrupted write never replaces a good one. The project's one atomic
+    writer (model.py's checkpoints use it too); it lives here so the generators need no torch."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these files are for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj, indent=None):
+    """obj as UTF-8 JSON, written atomically (data splits, run summaries)."""
+    atomic_write(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=indent))
 
 
 def generate_split(rng, n, seen, size=Difficulty(), progress=False):

@@ -22,13 +22,14 @@ import os
 import pickle
 import re
 import struct
-import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from prosqa_gen import atomic_write, write_json  # noqa: F401 (the project's one atomic writer, torch-free)
 
 
 @dataclass
@@ -319,7 +320,8 @@ class GPT(nn.Module):
 
 # ============================================================================= files
 # Everything below reads or writes files: GPT-2 weights (a small safetensors reader, checked
-# against the file because the file is untrusted), downloads, atomic writes, checkpoints.
+# against the file because the file is untrusted), downloads, checkpoints. Atomic writes are
+# prosqa_gen's atomic_write: it lives there so that the generators import no torch.
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # the released sizes on the Hugging Face hub
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")  # stored (in, out)
@@ -522,27 +524,6 @@ def download(url, path):
             os.remove(part)
         raise ConnectionError(f"download failed: {url}: {getattr(e, 'reason', e)}") from None
     os.replace(part, path)
-
-
-def atomic_write(path, write, binary=False):
-    """Call write(f) on a temp file beside path, then rename it over path: readers never see
-    half a file, and an interrupted write never replaces a good one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these files are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json(path, obj, indent=None):
-    """obj as UTF-8 JSON, written atomically (data splits, run summaries)."""
-    atomic_write(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=indent))
 
 
 def pick_device(name="auto"):

@@ -1,5 +1,6 @@
 """
-ProsQA generator: random "is-a" graphs rendered as questions that need search.
+ProsQA and ProntoQA generators: random "is-a" facts rendered as questions to reason over.
+Standard library only (no torch), so generating data needs nothing else installed.
 
 ProsQA is the planning-heavy logic task of Coconut (Hao et al. 2024, "Training Large
 Language Models to Reason in a Continuous Latent Space", arXiv 2412.06769, Appendix on
@@ -10,6 +11,7 @@ asking which of two concepts a person belongs to. The files use the released sch
     python prosqa_gen.py --out /tmp/pq --seed 1 --n-train 2000
     python prosqa_gen.py --dataset prosqa-small          # the laptop-scale set (SIZES below)
     python prosqa_gen.py --nodes 9..12 --steps 2:1,3:1 --name mine   # any difficulty
+    python prosqa_gen.py --dataset prontoqa   # data/prontoqa_*.json, 9000 / 200 / 800 (section below)
 
 One rendered example (the first test example for seed 0, question shortened):
     question: Every lempus is a boompus. Polly is a lempus. ... Every felpus is a
@@ -29,17 +31,22 @@ the paper's statistics (nodes, edges, in-degrees, people, steps, shortest paths)
   until one has a usable target leaf exactly that far from the person;
 - the person asked about sits at index 0 or 1 with equal chance (the released example
   asks about index 1), so nothing can be read off the index alone.
+
+ProntoQA (Saparov and He 2023), the paper's other logic task, is made offline by the
+ProntoQA section: the original generator's construction, with records in the format that
+`python data.py prepare prontoqa` converts the original file to. Its table sits beside the
+statistics of the original file.
 """
 import argparse
+import json
 import math
 import os
 import random
 import re
 import sys
+import tempfile
 from collections import Counter, deque
 from dataclasses import dataclass, replace
-
-from model import write_json
 
 PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
           "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
@@ -86,6 +93,9 @@ class Difficulty:
 
     def steps_text(self):
         return ",".join(f"{s}:{w}" for s, w in self.steps)
+
+    def describe(self):
+        return f"{self.nodes[0]}..{self.nodes[1]} nodes, steps {self.steps_text()}"
 
 
 # Named datasets, from a tiny search problem up to the paper's (train.py --dataset NAME
@@ -343,20 +353,277 @@ def format_table(summary):
     lines += [f"{row:<28}{show(summary[key]):<24}{paper}" for row, key, paper in rows]
     return "\n".join(lines)
 
+# =============================================================================
+# ProntoQA
+#
+# ProntoQA (Saparov and He 2023, "Language Models Are Greedy Reasoners", arXiv 2210.01240,
+# Sec. 3 and Fig. 2: an ontology, a proof drawn from it, both rendered as sentences) is the
+# paper's other logic task: "is-a" rules lead from a person, hop by hop, to a property, and
+# at every hop a second rule leads off the path. Coconut used the file 5hop_0shot_random.json
+# written by the authors' code (github.com/asaparov/prontoqa, the code of the PrOntoQA-OOD
+# paper, arXiv 2305.15269, which adds the distractors) with `run_experiment.py --model-name
+# json --min-hops 5 --max-hops 5 --few-shot-examples 0 --ordering random` and its defaults
+# (modus ponens, relevant distractors, fictional ontology, proof width 2). What that command
+# builds, read off the code (file: function), drawn here directly instead of by its retries:
+# - the ontology (theory.py: generate_ontology, with run_experiment.py's config): a root
+#   concept and a chain of concepts below it, one child per level. Each child gets one
+#   property from a family its parent picks (colors, sizes, ...; generate_question's
+#   available_property_families), negated with chance 1/3 (generate_concept_properties: weight
+#   1 per word, 0.5 per negated word). The root has no property.
+# - a distractor parent per level (generate_ontology, generate_distractor_parents): a new
+#   concept that is the child's second parent, with a property from a family of its own.
+#   So at every hop two rules apply to the person, and only one leads to the answer.
+# - the size: each level uses two of the 13 families (its child's and its distractor
+#   parent's), the call that ends the chain one more, and the distractor ontology two. A chain
+#   deeper than 5 leaves too few and the question is redrawn; a shallower one has no concept
+#   5 levels down to start from. So every kept chain has exactly 5 concepts below the root.
+# - a distractor ontology (generate_question): two more concepts, one the other's child with
+#   a property; the person is also a member of the child ("Alex is a jompus."), a second
+#   fact about the person that leads nowhere (proof.py: generate_membership_question).
+# - the proof (proof.py: generate_membership_question): from the deepest concept, walk up;
+#   at each concept go to the parent with weight 1, or stop and use its property with weight
+#   0.3 (0.7 if negated). Only walks of 4 is-a hops and then the property are kept (6 proof
+#   steps with the first fact): the property is 5 rules above the person.
+# - the contradicting distractor (generate_question, distractor_lf): a concept outside the
+#   ontology has the opposite of the proved property ("Every D is not P.").
+# - the query (generate_question): the proved sentence or its negation with equal chance, so
+#   True and False are balanced; the chain of thought proves the sentence either way.
+# - the text (syntax.py: formula_to_clause, inflect): a rule is plural with chance 1/2
+#   ("Wumpuses are yumpuses."), else "Every" or "Each" ("Each wumpus is a yumpus."), "an"
+#   before a vowel. The 23 rules come in random order (--ordering random), then the two facts
+#   about the person in random order; the chain of thought reuses the question's sentences.
+# Checked against the paper's valid and test examples (the last 1,000 of the file): all have
+# these 25 sentences, 6 steps and this shape. Their measured statistics are PRONTOQA_ORIGINAL.
+# One gap: the file's property rules are negated 32.6% of the time where its code gives 34%
+# (even the distractor parents, which no selection touches, show 31% for the code's 1/3).
+# This generator follows the code.
+
+PRONTOQA_HOPS = 5  # rules from the person to the property: 4 is-a rules, then the property
+PRONTOQA_SPLITS = {"train": 9000, "valid": 200, "test": 800}  # the paper's split of the 10,000
+PRONTOQA_PEOPLE = ["Fae", "Rex", "Sally", "Max", "Alex", "Sam", "Polly", "Stella", "Wren"]
+PRONTOQA_CONCEPTS = ["wumpus", "yumpus", "zumpus", "dumpus", "rompus", "numpus", "tumpus", "vumpus", "impus",
+                     "jompus", "gorpus", "shumpus", "lempus", "sterpus", "grimpus", "lorpus", "brimpus"]
+PROPERTY_FAMILIES = [
+    ["blue", "red", "brown", "orange"], ["small", "large"], ["metallic", "wooden", "luminous", "liquid"],
+    ["transparent", "opaque"], ["nervous", "happy", "feisty", "shy"], ["bright", "dull"],
+    ["sweet", "sour", "spicy", "bitter"], ["floral", "fruity", "earthy"], ["hot", "cold", "temperate"],
+    ["kind", "mean", "angry", "amenable", "aggressive"], ["melodic", "muffled", "discordant", "loud"],
+    ["slow", "moderate", "fast"], ["windy", "sunny", "overcast", "rainy", "snowy"],
+]
+NEGATED = 1 / 3  # chance that a concept's property is negated, before the proof's selection
+
+
+def article(word):
+    """syntax.py's inflect: "an" before a vowel (but not "eu")."""
+    return "an" if word[0] in "aeiou" and not word.startswith("eu") else "a"
+
+
+def rule_sentence(rng, subject, obj, negated, is_concept):
+    """A rule `every subject is (not) obj`: "Wumpuses are yumpuses." (plural, chance 1/2),
+    "Every wumpus is a yumpus.", "Each wumpus is not bright." All concepts end in -us: +es."""
+    not_ = "not " if negated else ""
+    if rng.random() < 0.5:
+        return f"{subject.capitalize()}es are {not_}{obj + 'es' if is_concept else obj}."
+    return f"{rng.choice(('Every', 'Each'))} {subject} is {not_}{article(obj) + ' ' if is_concept else ''}{obj}."
+
+
+def fact_sentence(person, obj, negated=False, is_concept=True):
+    """A fact about the person: "Alex is a wumpus.", "Alex is an impus.", "Alex is not bright." """
+    return f"{person} is {'not ' if negated else ''}{article(obj) + ' ' if is_concept else ''}{obj}."
+
+
+def proof_walk_accepts(rng, negated_upward):
+    """proof.py's walk up from the person's concept, over the chain's property signs in that
+    order: at each concept go up (weight 1) or stop at its property (0.3, negated 0.7). True
+    when it goes up at every concept but the last and stops there, as a 5-hop proof must."""
+    for i, negated in enumerate(negated_upward):
+        stop = rng.random() * (1.7 if negated else 1.3) >= 1
+        if stop != (i == len(negated_upward) - 1):
+            return False
+    return True
+
+
+def prontoqa_example(rng):
+    """One example in the original file's format ({question, query, chain_of_thought, answer},
+    the "test_example" of 5hop_0shot_random.json), drawn from a random.Random."""
+    n = PRONTOQA_HOPS
+    names = rng.sample(PRONTOQA_CONCEPTS, 2 * n + 4)
+    root, chain, parents = names[0], names[1:n + 1], names[n + 1:2 * n + 1]  # chain[0] is the root's child
+    contra, other_root, other_child = names[2 * n + 1:]
+    person = rng.choice(PRONTOQA_PEOPLE)
+    props = {c: [rng.choice(family), rng.random() < NEGATED]  # [word, negated], one family each
+             for c, family in zip(chain + parents + [other_child], rng.sample(PROPERTY_FAMILIES, 2 * n + 1))}
+    # the original redraws whole questions until the walk fits; only the chain's signs decide
+    # whether it does, so redrawing those alone gives the same distribution, far faster
+    while not proof_walk_accepts(rng, [props[c][1] for c in reversed(chain)]):
+        for c in chain:
+            props[c][1] = rng.random() < NEGATED
+    word, negated = props[chain[0]]
+
+    rules = [(c, up, False, True) for c, up in zip(chain, [root] + chain)]  # the ontology, upward
+    rules += [(c, d, False, True) for c, d in zip(chain, parents)]  # a distractor parent per hop
+    rules += [(c, *props[c], False) for c in chain + parents + [other_child]]  # one property each
+    rules += [(other_child, other_root, False, True),  # the distractor ontology
+              (contra, word, not negated, False)]  # the contradicting distractor
+    text = {rule: rule_sentence(rng, *rule) for rule in rules}
+    sentences = list(text.values())
+    rng.shuffle(sentences)
+    about_person = [fact_sentence(person, chain[-1]), fact_sentence(person, other_child)]
+    rng.shuffle(about_person)
+
+    cot = [fact_sentence(person, chain[-1])]
+    for c, up in zip(chain[::-1], chain[-2::-1]):  # the deepest concept first
+        cot += [text[(c, up, False, True)], fact_sentence(person, up)]
+    cot += [text[(chain[0], word, negated, False)], fact_sentence(person, word, negated, False)]
+    answer = rng.random() < 0.5  # True: ask the proved sentence; False: ask its negation
+    return {
+        "question": " ".join(sentences + about_person),
+        "query": "True or false: " + fact_sentence(person, word, negated != (not answer), False),
+        "chain_of_thought": cot,
+        "answer": str(answer),
+    }
+
+
+def prontoqa_record(example):
+    """The original format -> a record, exactly as data.prontoqa_from_json converts the file:
+    the query ends the question, and the chain's sentences pair up into steps (one per hop)."""
+    cot = example["chain_of_thought"]
+    return {"question": example["question"] + " " + example["query"],
+            "steps": [" ".join(cot[i:i + 2]) for i in range(0, len(cot), 2)],
+            "answer": example["answer"]}
+
+
+PRONTOQA_SENTENCE = re.compile(  # a rule (singular or plural subject) or a fact about a person
+    r"(?:(?:Every|Each) (?P<one>[a-z]+) is|(?P<many>[A-Z][a-z]+)es are|(?P<person>[A-Z][a-z]+) is)"
+    r" (?P<neg>not )?(?P<art>an? )?(?P<obj>[a-z]+)\.")
+
+
+def parse_sentence(sentence):
+    """A ProntoQA sentence -> (subject, negated, object, object_is_concept); a person's name as
+    subject for a fact, a concept for a rule; names singular. ValueError if it is not one."""
+    m = PRONTOQA_SENTENCE.fullmatch(sentence.strip())
+    if m is None:
+        raise ValueError(f"not a ProntoQA sentence: {sentence!r}")
+    obj = m["obj"]
+    plural_concept = m["many"] is not None and obj.endswith("uses")
+    subject = m["one"] or m["person"] or m["many"].lower()
+    return subject, m["neg"] is not None, obj[:-2] if plural_concept else obj, plural_concept or m["art"] is not None
+
+
+def sentences_of(text):
+    """The sentences of a ProntoQA text (every one ends with a period, none has another)."""
+    return [s.strip() for s in re.findall(r"[^.]+\.", text)]
+
+
+def prontoqa_stats(record):
+    """Statistics of one record, read from its text alone (so the original's files give them too)."""
+    *facts, query = sentences_of(record["question"])
+    chain = sentences_of(" ".join(record["steps"]))
+    used = {s for s in chain if s in facts}  # the first fact and the rules of the proof
+    person, asked_negated, asked, _ = parse_sentence(query.removeprefix("True or false: "))
+    parsed = [parse_sentence(f) for f in facts]
+    rules = [(f, p) for f, p in zip(facts, parsed) if p[0] != person]
+    properties = [p for _, p in rules if not p[3]]
+    return {
+        "hops": len(used) - 1,
+        "facts": len(facts),
+        "distractors": len(facts) - len(used),
+        "contradicting": sum(p[2] == asked and f not in used for f, p in rules),
+        "person_facts": sum(p[0] == person for p in parsed),
+        "true": record["answer"] == "True",
+        "query_negated": asked_negated,
+        "steps": len(record["steps"]),
+        "words": len(record["question"].split()),
+        "plural": sum(" are " in f for f, _ in rules) / len(rules),
+        "negated_properties": sum(p[1] for p in properties) / len(properties),
+    }
+
+
+def prontoqa_summarize(records):
+    """(mean, min, max) of each statistic over many records; shares in percent."""
+    stats = [prontoqa_stats(r) for r in records]
+    out = {"n": len(stats)}
+    for key in stats[0]:
+        xs = [s[key] for s in stats]
+        if key in ("true", "query_negated", "plural", "negated_properties"):
+            out[key] = 100 * sum(xs) / len(xs)
+        else:
+            out[key] = (sum(xs) / len(xs), min(xs), max(xs))
+    return out
+
+
+# (row, summary key, the original's value), measured by prontoqa_summarize on the paper's valid
+# and test examples: the last 1,000 of 5hop_0shot_random.json (tests/fixtures/prontoqa holds 3
+# small examples in its format, 2 to 3 hops without distractors: too few and too unlike it).
+PRONTOQA_ORIGINAL = [
+    ("hops (rules on the proof)", "hops", "5.00 (5..5)"),
+    ("facts per question", "facts", "25.00 (25..25)"),
+    ("distractor facts", "distractors", "19.00 (19..19)"),
+    ("contradicting distractors", "contradicting", "1.00 (1..1)"),
+    ("facts about the person", "person_facts", "2.00 (2..2)"),
+    ("answer True %", "true", "48.6"),
+    ("query negated %", "query_negated", "52.6"),
+    ("steps per example", "steps", "6.00 (6..6)"),
+    ("words per question", "words", "104.47 (90..117)"),
+    ("plural rules %", "plural", "49.8"),
+    ("negated property rules %", "negated_properties", "32.6"),
+]
+
+
+def prontoqa_table(summary):
+    """The summary next to the original's numbers, one statistic a line."""
+    def show(value):
+        return f"{value[0]:.2f} ({value[1]}..{value[2]})" if isinstance(value, tuple) else f"{value:.1f}"
+    lines = [f"{'statistic':<28}{'generated (' + str(summary['n']) + ')':<24}original (1000)"]
+    lines += [f"{row:<28}{show(summary[key]):<24}{original}" for row, key, original in PRONTOQA_ORIGINAL]
+    return "\n".join(lines)
+
 # -----------------------------------------------------------------------------
 # files
 
 
-def generate_split(rng, n, seen, size=Difficulty(), progress=False):
-    """n records whose question texts are not in seen (seen is updated)."""
+def atomic_write(path, write, binary=False):
+    """Call write(f) on a temp file beside path, then rename it over path: readers never see
+    half a file, and an interrupted write never replaces a good one. The project's one atomic
+    writer (model.py's checkpoints use it too); it lives here so the generators need no torch."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these files are for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj, indent=None):
+    """obj as UTF-8 JSON, written atomically (data splits, run summaries)."""
+    atomic_write(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=indent))
+
+
+GENERATED = (*SIZES, "prontoqa")  # the datasets write_splits makes (data.py generates them when missing)
+
+
+def describe(dataset):
+    """One line on what write_splits(dataset=...) makes, for the message when files are generated."""
+    if dataset == "prontoqa":
+        return f"{PRONTOQA_HOPS} hops with distractors, {'/'.join(map(str, PRONTOQA_SPLITS.values()))}"
+    return SIZES[dataset].describe()
+
+
+def generate_split(rng, n, seen, make, progress=False, what=""):
+    """n records make(rng) whose question texts are not in seen (seen is updated)."""
     records, tries = [], 0
     while len(records) < n:
-        record = generate_example(rng, size)
+        record = make(rng)
         tries += 1
         if record["question"] in seen:
             if tries > 100 * n + 10_000:  # tiny settings have few distinct graphs
-                raise ValueError(f"only {len(seen)} distinct questions after {tries} draws with nodes "
-                                 f"{size.nodes[0]}..{size.nodes[1]}, steps {size.steps_text()}: ask for fewer or a larger size")
+                raise ValueError(f"only {len(seen)} distinct questions after {tries} draws with {what}: "
+                                 f"ask for fewer or a larger size")
             continue
         seen.add(record["question"])
         records.append(record)
@@ -369,21 +636,35 @@ def generate_split(rng, n, seen, size=Difficulty(), progress=False):
 
 def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None, quiet=False,
                  dataset="prosqa", size=None):
-    """Generate, write <out_dir>/<dataset>_{split}.json, and return {split: records}. The
-    difficulty is `size`, or SIZES[dataset]; n_* override its split sizes."""
-    size = size or SIZES[dataset]
+    """Generate, write <out_dir>/<dataset>_{split}.json, and return {split: records}. ProntoQA
+    when dataset is "prontoqa"; otherwise ProsQA at the difficulty `size`, or SIZES[dataset].
+    n_* override the split sizes."""
+    if dataset == "prontoqa":
+        defaults, what, table = PRONTOQA_SPLITS, describe(dataset), lambda rs: prontoqa_table(prontoqa_summarize(rs))
+
+        def make(rng):
+            return prontoqa_record(prontoqa_example(rng))
+    else:
+        size = size or SIZES[dataset]
+        defaults, what, table = {k: getattr(size, f"n_{k}") for k in ("train", "valid", "test")}, size.describe(), \
+            lambda rs: format_table(summarize(rs))
+
+        def make(rng):
+            return generate_example(rng, size)
     sizes = {"test": n_test, "valid": n_valid, "train": n_train}
-    sizes = {k: getattr(size, f"n_{k}") if v is None else v for k, v in sizes.items()}
+    sizes = {k: defaults[k] if v is None else v for k, v in sizes.items()}
+    if any(n < 0 for n in sizes.values()):
+        raise ValueError(f"split sizes must be non-negative, got {sizes}")
     rng, seen, splits = random.Random(seed), set(), {}
     # test and valid first, so a smaller --n-train keeps the same evaluation sets
     for name, n in sizes.items():
         progress = name == "train" and not quiet and sys.stderr.isatty()  # no progress line in a log file
-        splits[name] = generate_split(rng, n, seen, size, progress)
+        splits[name] = generate_split(rng, n, seen, make, progress, what)
     os.makedirs(out_dir, exist_ok=True)
     for name, records in splits.items():
         write_json(os.path.join(out_dir, f"{dataset}_{name}.json"), records)
     if not quiet:
-        print(format_table(summarize([r for records in splits.values() for r in records])))
+        print(table([r for records in splits.values() for r in records]))
     return splits
 
 
@@ -406,26 +687,35 @@ def parse_steps(text):
 
 
 def main(argv=None):
-    """python prosqa_gen.py: write the three splits of a named or custom difficulty."""
-    parser = argparse.ArgumentParser(description="Generate ProsQA train/valid/test files at a chosen difficulty.")
+    """python prosqa_gen.py: write the three splits of a named dataset or a custom ProsQA difficulty."""
+    parser = argparse.ArgumentParser(description="Generate ProsQA (at a chosen difficulty) or ProntoQA "
+                                                 "train/valid/test files.")
     parser.add_argument("--out", type=str, default="data", help="output folder")
-    parser.add_argument("--dataset", default="prosqa", choices=sorted(SIZES),
-                        help="a named size (prosqa = the paper's); files <out>/<dataset>_<split>.json")
-    parser.add_argument("--nodes", type=parse_nodes, default=None, help="nodes per graph drawn uniformly from 'lo..hi'")
+    parser.add_argument("--dataset", default="prosqa", choices=sorted(GENERATED),
+                        help="a named ProsQA size (prosqa = the paper's) or prontoqa; "
+                             "files <out>/<dataset>_<split>.json")
+    parser.add_argument("--nodes", type=parse_nodes, default=None,
+                        help="ProsQA: nodes per graph drawn uniformly from 'lo..hi'")
     parser.add_argument("--steps", type=parse_steps, default=None,
-                        help="reasoning steps and their weights, e.g. '3:41,4:44,5:13,6:2' (the paper's)")
+                        help="ProsQA: reasoning steps and their weights, e.g. '3:41,4:44,5:13,6:2' (the paper's)")
     parser.add_argument("--match-decoy", action=argparse.BooleanOptionalAction, default=None,
-                        help="put the decoy as far from its nearest person as the target is from the person asked "
-                             "(default: the named size's; the paper's ProsQA: off)")
+                        help="ProsQA: put the decoy as far from its nearest person as the target is from the person "
+                             "asked (default: the named size's; the paper's ProsQA: off)")
     parser.add_argument("--name", default=None, help="file prefix when --nodes or --steps change the size")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files")
-    parser.add_argument("--n-train", type=int, default=None, help="training examples (default: the size's)")
+    parser.add_argument("--n-train", type=int, default=None, help="training examples (default: the dataset's)")
     parser.add_argument("--n-valid", type=int, default=None, help="validation examples")
     parser.add_argument("--n-test", type=int, default=None, help="test examples")
     parser.add_argument("--quiet", action="store_true", help="no progress line and no table")
     args = parser.parse_args(argv)
-    base = SIZES[args.dataset]
     try:
+        if args.dataset == "prontoqa":
+            if args.nodes or args.steps or args.match_decoy is not None or args.name:
+                parser.error("--nodes/--steps/--match-decoy/--name are ProsQA's knobs; "
+                             "ProntoQA has the paper's shape only")
+            write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet, "prontoqa")
+            return
+        base = SIZES[args.dataset]
         match = base.match_decoy if args.match_decoy is None else args.match_decoy
         size = replace(base, nodes=args.nodes or base.nodes, steps=args.steps or base.steps, match_decoy=match)
         if size != base and args.name is None:

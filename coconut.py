@@ -60,6 +60,10 @@ class Curriculum:
     max_stage: int = 6  # the last stage that adds thoughts
     pad_latent_to_max: bool = True  # every example gets the stage's full count, even with fewer steps
     n_thoughts: int | None = None
+    # <bot> ... <eot> around the thoughts (the paper). Without them (Zhu et al. 2025) the first
+    # thought is the hidden state of the question's last token, the one that predicted the
+    # first step at stage 0: a from-scratch model's thought then starts out holding that step.
+    markers: bool = True
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -71,7 +75,8 @@ class Curriculum:
     @classmethod
     def of_run(cls, args, stage, n_thoughts=None):
         """The curriculum of a train.py run (its arguments as a dict) at `stage`."""
-        return cls(args["method"], stage, args["c_thought"], args["max_stage"], args["pad_latent_to_max"], n_thoughts)
+        return cls(args["method"], stage, args["c_thought"], args["max_stage"], args["pad_latent_to_max"], n_thoughts,
+                   args.get("markers", True))  # runs before --no-markers had them
 
     def at(self, stage):
         return replace(self, stage=stage)
@@ -87,7 +92,7 @@ class Curriculum:
             n = min(stage, self.max_stage) if self.pad_latent_to_max else min(stage, self.max_stage, n_steps)
             if m == "no-thought":  # the steps go, nothing takes their place
                 n = 0
-            return StagePlan(n_skip, n * self.c, True, "pause" if m == "pause-as-thought" else "latent")
+            return StagePlan(n_skip, n * self.c, self.markers, "pause" if m == "pause-as-thought" else "latent")
         if m == "cot":  # the full written chain at every stage
             return StagePlan(0, 0, False, "latent")
         if m == "no-cot":  # question straight to answer
@@ -104,8 +109,8 @@ class Curriculum:
         slot = sp.latent if plan.thought == "latent" else sp.pause
         if plan.markers:
             thoughts = [sp.bot] + [slot] * n + [sp.eot]
-        else:  # the baselines without markers: pause tokens, or nothing
-            thoughts = [sp.pause] * n if plan.thought == "pause" else []
+        else:  # no markers: the slots alone (pause tokens, or thoughts), or nothing
+            thoughts = [sp.pause if plan.thought == "pause" else sp.latent] * n
         target = [t for step in ex["steps"][plan.n_skip:] for t in step] + list(ex["answer"])
         return list(ex["question"]) + thoughts, target
 
@@ -331,9 +336,11 @@ def next_token_probs(model, prompts, sp):
 
 
 @torch.no_grad()
-def lookup_accuracy(model, examples, enc, sp, batch_size=128):
+def lookup_accuracy(model, examples, enc, sp, curriculum=None, batch_size=128):
     """The lookup a model from scratch must learn before any search, on ProsQA questions:
-    teacher-forced after the question (and, in sentences, after "P is a"), is the next name
+    teacher-forced after the question (as the curriculum's prompt writes it, e.g. with
+    <bot> <eot> at Coconut's stage 0; the bare question without one), and in sentences
+    after "P is a", is the next name
     the model predicts a child of the person that starts a shortest path to the answer
     ("first"), or a child of the person at all ("child")? Beside them, what guessing would
     score: uniformly among the graph's names ("guess_names") or among the person's children
@@ -345,8 +352,9 @@ def lookup_accuracy(model, examples, enc, sp, batch_size=128):
         if not g.path or not kids:
             continue
         # in sentences the first step reads "P is a <name>.": the model is given "P is a"
-        prompt = list(ex["question"]) + ([] if rec.get("render") == "graph" else
-                                         enc.encode_ordinary(rec["steps"][0].rsplit(" ", 1)[0]))
+        prompt = curriculum.prompt(ex, sp) if curriculum else list(ex["question"])
+        if rec.get("render") != "graph":
+            prompt += enc.encode_ordinary(rec["steps"][0].rsplit(" ", 1)[0])
         names = {n for fact in g.facts for n in fact}
         first = lambda ns: {enc.encode_ordinary(" " + n)[0] for n in ns}  # noqa: E731  (a name's first token)
         rows.append((prompt, first(good), first(kids), len(good) / len(names), len(good) / len(kids)))

@@ -77,7 +77,7 @@ SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage
               "render")
 RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
-                "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries",
+                "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries", "markers",
                 "pretrain_until")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init", "pretrained")
@@ -112,6 +112,9 @@ def parse_args(argv=None):
     p.add_argument("--pad-latent-to-max", action=argparse.BooleanOptionalAction, default=True,
                    help="every example gets the stage's full thought count (the paper's ProsQA setting); "
                         "--no-pad-latent-to-max caps it at the example's number of steps")
+    p.add_argument("--markers", action=argparse.BooleanOptionalAction, default=True,
+                   help="<bot> ... <eot> around the thoughts (the paper); --no-markers leaves them out (Zhu et al. "
+                        "2025): the first thought is then the hidden state that predicted the first step at stage 0")
     p.add_argument("--mix-prob", type=float, default=0.0, help="probability of training an example at a random earlier stage")
     p.add_argument("--stage0-epochs", type=int, default=None, help="epochs of stage 0 (default: --epochs-per-stage)")
     p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction, default=True,
@@ -511,7 +514,9 @@ def validate(model, valid, enc, sp, args, stage, lookup):
                               max_new_tokens=args.max_new_tokens)
         out.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"])
     if lookup:
-        lk = coconut.lookup_accuracy(model, valid, enc, sp)
+        # after the question as stage 0 writes it; in the pretraining, the bare question
+        first = None if stage == PRETRAIN else coconut.Curriculum.of_run(vars(args), 0)
+        lk = coconut.lookup_accuracy(model, valid, enc, sp, first)
         out.update({f"lookup_{k}": v for k, v in lk.items() if k != "n"})
     return out
 

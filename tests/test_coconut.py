@@ -64,6 +64,26 @@ def test_curriculum_layouts(method, stage, c, pad, prompt, target):
     assert curriculum.prompt(EX, SP) == prompt
 
 
+NO_MARKERS = [  # (method, stage, pad) -> (prompt, target) with markers=False, max_stage 4, c 1, 3 steps
+    ("coconut", 0, True, Q, S1 + S2 + S3 + A),
+    ("coconut", 1, True, Q + [L], S2 + S3 + A),
+    ("coconut", 4, False, Q + [L] * 3, A),
+    ("coconut", 5, True, Q + [L] * 4, A),
+    ("pause-as-thought", 2, True, Q + [P, P], S3 + A),
+    ("no-thought", 2, True, Q, S3 + A),
+    ("cot", 2, True, Q, S1 + S2 + S3 + A),
+    ("pause", 2, True, Q + [P] * 4, A),
+]
+
+
+@pytest.mark.parametrize("method, stage, pad, prompt, target", NO_MARKERS)
+def test_curriculum_without_markers(method, stage, pad, prompt, target):
+    """markers=False (Zhu et al.'s layout): the same plans with no <bot> and <eot>, so that
+    Coconut's stage 0 is exactly CoT's layout and its first thought follows the question."""
+    ids, labels = Curriculum(method, stage, max_stage=4, pad_latent_to_max=pad, markers=False).layout(EX, SP)
+    assert ids == prompt + target and labels == [IGNORE] * len(prompt) + target
+
+
 def test_thought_count_override_and_stage_mixing():
     """n_thoughts overrides the schedule (sample.py --latent); mixing draws stages in range."""
     ids, _ = Curriculum("coconut", 6, max_stage=6, n_thoughts=2).layout(EX, SP)

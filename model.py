@@ -19,6 +19,7 @@ loading is a short mapping, not a translation table.
 import json
 import math
 import os
+import platform
 import pickle
 import re
 import struct
@@ -541,6 +542,24 @@ def pick_device(name="auto"):
     if not have.get(device.type, False):
         raise ValueError(f"--device {name!r}: this machine has no such device")
     return name
+
+
+def describe_device(device):
+    """The hardware a run used, in words, for its summary: the GPU's name, or the CPU's model
+    and torch's thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return device.type
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:  # not Linux
+        pass
+    n = torch.get_num_threads()
+    return f"{name}, {n} thread{'s' if n > 1 else ''}"
 
 
 def save_checkpoint(path, model, meta, extra=None):

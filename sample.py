@@ -15,9 +15,11 @@ shortest path to the target.
     python sample.py --question "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or zumpus?"
     python sample.py --eval --latent 3                # accuracy on the whole test split with 3 thoughts
     python sample.py --ckpt out/prosqa-coconut/stage3.pt --eval --split valid
+    python sample.py --compare out/prosqa-tiny-coconut out/prosqa-tiny-cot   # the paper's Table 1 for these runs
 """
 
 import argparse
+import json
 import os
 import textwrap
 import time
@@ -150,6 +152,56 @@ def show_question(model, enc, sp, rec, curriculum, args, title):
     print()
 
 
+# ----------------------------------------------------------------------------- the comparison table
+
+# The paper's Table 1 (GPT-2 124M, pretrained): accuracy % and generated tokens per dataset.
+PAPER = {"gsm8k": {"cot": (42.9, 25.0), "no-cot": (16.5, 2.2), "icot": (30.0, 2.2), "pause": (16.4, 2.2),
+                   "coconut": (34.1, 8.2), "no-curriculum": (14.4, 8.2), "no-thought": (21.6, 2.3),
+                   "pause-as-thought": (24.1, 2.2)},
+         "prontoqa": {"cot": (98.8, 92.5), "no-cot": (93.8, 3.0), "icot": (99.8, 3.0), "pause": (77.7, 3.0),
+                      "coconut": (99.8, 9.0), "no-curriculum": (52.4, 9.0), "no-thought": (99.9, 3.0),
+                      "pause-as-thought": (100.0, 3.0)},
+         "prosqa": {"cot": (77.5, 49.4), "no-cot": (76.7, 8.2), "icot": (98.2, 8.2), "pause": (75.9, 8.2),
+                    "coconut": (97.0, 14.2), "no-curriculum": (76.1, 14.2), "no-thought": (95.5, 8.2),
+                    "pause-as-thought": (96.6, 8.2)}}
+
+
+def read_summary(run):
+    """A finished run's summary.json (run: its folder, or the file), checked."""
+    path = run if run.endswith(".json") else os.path.join(run, "summary.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            s = json.load(f)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it ({e.strerror or e}); a run writes it when it finishes") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{path}: not valid JSON") from None
+    ok = isinstance(s, dict) and isinstance(s.get("args"), dict) and isinstance(s.get("stages"), list) and \
+        all(isinstance(s.get(k), (int, float)) for k in ("test_acc", "test_tokens"))
+    if not ok or not all(isinstance(r, dict) and isinstance(r.get("seconds"), (int, float)) for r in s["stages"]):
+        raise ValueError(f"{path}: not a summary written by train.py (args, stages, test_acc, test_tokens)")
+    return path, s
+
+
+def compare_table(runs):
+    """The paper's Table 1 for finished runs: one row per run (method, dataset, test accuracy,
+    generated tokens per question, minutes, hardware), with the paper's GPT-2 figures beside
+    where the run's dataset is one of the paper's."""
+    rows = []
+    for run in runs:
+        path, s = read_summary(run)
+        a = s["args"]
+        method = a.get("method", "?") + ("" if a.get("markers", True) else ", no markers")
+        minutes = s.get("minutes", sum(r["seconds"] for r in s["stages"]) / 60)  # summaries before "minutes"
+        paper = PAPER.get(a.get("dataset"), {}).get(a.get("method"))
+        rows.append((method, str(a.get("dataset", "?")), f"{s['test_acc']:.1%}", f"{s['test_tokens']:.1f}", f"{minutes:.1f}",
+                     s.get("hardware", "-"), f"{paper[0]:.1f}% / {paper[1]:.1f}" if paper else "-"))
+    head = ("method", "dataset", "test acc", "tokens", "minutes", "hardware", "paper (GPT-2): acc / tokens")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    line = lambda r: "  ".join(c.ljust(w) if i in (0, 1, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(head)] + [line(r) for r in rows]).rstrip()
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -179,6 +231,9 @@ def build_parser():
                    help="how ProsQA questions are written (default: the checkpoint's, as it was trained); "
                         "another rendering than the checkpoint's is refused")
     p.add_argument("--device", type=str, default="auto", help="cuda, mps, cpu, or auto (the first available)")
+    p.add_argument("--compare", nargs="+", metavar="RUN", default=None,
+                   help="print the paper's Table 1 for these finished runs (their folders, or summary.json files): "
+                        "method, test accuracy, tokens, minutes, hardware, and the paper's figures beside")
     return p
 
 
@@ -187,7 +242,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         check_flags(args)
-        run(args)
+        if args.compare:
+            print(compare_table(args.compare))
+        else:
+            run(args)
     except (OSError, ValueError) as e:  # data.DataError is a ValueError; OSError covers missing files
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 

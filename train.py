@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 import coconut
 import data
-from model import GPT, GPTConfig, load_checkpoint, pick_device, save_checkpoint, write_json
+from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, write_json
 from prosqa_gen import SIZES, reshuffle
 
 PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
@@ -487,7 +487,9 @@ def finish(args, model, test, enc, sp, history, log):
                           max_new_tokens=args.max_new_tokens)
     summary = summarize(history)
     write_json(os.path.join(args.out, "summary.json"),
-               {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "args": vars(args)}, indent=1)
+               {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "test_n": ev["n"],
+                "minutes": sum(r["seconds"] for r in summary) / 60,
+                "hardware": describe_device(model.lm_head.weight.device), "args": vars(args)}, indent=1)
     log(format_summary(summary))
     log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
 

@@ -1,5 +1,6 @@
 """sample.py: per-question output, --eval against coconut.evaluate, the ProsQA latent search view, errors."""
 
+import json
 import random
 import re
 
@@ -230,3 +231,31 @@ def test_free_text_question(run, capsys):
     out = capsys.readouterr().out
     assert len(thought_lines(out)) == 6 and "\nanswer: " in out
     assert "correct" not in out and "wrong" not in out and "latent search" not in out
+
+
+def test_compare_prints_table_1(tmp_path, capsys):
+    """--compare reads finished runs' summary.json and prints one row per run with its test
+    accuracy, tokens, minutes (summed over stages where the summary predates 'minutes') and
+    hardware; the paper's GPT-2 figures stand beside a run on one of the paper's datasets only."""
+    def summary(name, **patch):
+        s = {"args": {"method": "coconut", "dataset": "prosqa"}, "stages": [{"seconds": 60.0}, {"seconds": 30.0}],
+             "test_acc": 0.5, "test_tokens": 9.0, **patch}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(s))
+        return str(tmp_path / name)
+    runs = [summary("a", hardware="AMD EPYC, 1 thread", minutes=2.25),
+            summary("b", args={"method": "cot", "dataset": "prosqa-tiny", "markers": True}, test_acc=0.875)]
+    sample.main(["--compare", *runs])
+    head, a, b = capsys.readouterr().out.splitlines()
+    assert head.split()[:4] == ["method", "dataset", "test", "acc"]
+    assert a.split() == ["coconut", "prosqa", "50.0%", "9.0", "2.2", "AMD", "EPYC,", "1", "thread", "97.0%", "/", "14.2"]
+    assert b.split() == ["cot", "prosqa-tiny", "87.5%", "9.0", "1.5", "-", "-"]
+
+
+@pytest.mark.parametrize("content, message", [(None, "cannot read it"), ("{", "not valid JSON"),
+                                              ('{"args": {}}', "not a summary written by train.py")])
+def test_compare_bad_summary_is_one_line(tmp_path, one_line_error, content, message):
+    """A run without a readable summary.json is one line naming the file."""
+    if content is not None:
+        (tmp_path / "summary.json").write_text(content)
+    one_line_error(sample.main, ["--compare", str(tmp_path)], f"{tmp_path / 'summary.json'}: {message}")

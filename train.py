@@ -32,7 +32,7 @@ from tqdm import tqdm
 import coconut
 import data
 from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, write_json
-from prosqa_gen import SIZES, reshuffle
+from prosqa_gen import GENERATED, reshuffle
 
 PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
 
@@ -88,8 +88,8 @@ RUN_META = {"args": dict, "stage": int, "epoch": int, "stage_done": bool, "histo
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train Coconut through its curriculum.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="prosqa", help="data/<dataset>_{train,valid,test}.json; the generated ProsQA sets "
-                   f"({', '.join(SIZES)}) are made if missing")
+    p.add_argument("--dataset", default="prosqa", help="data/<dataset>_{train,valid,test}.json; the generated sets "
+                   f"({', '.join(GENERATED)}) are made if missing")
     p.add_argument("--data-dir", default="data", help="folder of the dataset files")
     p.add_argument("--stage", default=None, help="stages to run: 'a..b' or one stage 's'; stage s>0 starts from "
                    "<out>/stage<s-1>.pt (default: 0..max-stage, the whole curriculum)")

@@ -3,11 +3,12 @@ Speed of nanoCoconut's two hot paths, on ProsQA with the same presets as train.p
 
 1. training: tokens/s and ms per step at stage 0 (CoT, one forward) and at the last
    stage (6 continuous thoughts, 7 passes through the KV cache), and their ratio,
-   i.e. what continuous thoughts cost;
+   i.e. what continuous thoughts cost; eager, and also under torch.compile with --compile
+   (on any device); on CUDA also the MFU (model FLOPs utilisation);
 2. generation with thoughts: questions/s batched against one by one.
-On CUDA it also reports MFU (model FLOPs utilisation), eager and with torch.compile.
 
     python bench.py                       # the CPU default: small model, batch 32
+    python bench.py --compile --dtype bfloat16
     python bench.py --model gpt2 --device cuda --dtype bfloat16
 
 Any train.py flag (--model, --n-embd, --batch-size, --device, ...) works here too.
@@ -15,6 +16,7 @@ Any train.py flag (--model, --n-embd, --batch-size, --device, ...) works here to
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -43,6 +45,16 @@ def make_batches(examples, sp, args, stage, n):
             for i in range(0, len(rows), args.batch_size)]
 
 
+def train_modes(args):
+    """The training modes timed: eager always, and compiled when --compile asks (any device)."""
+    return ["eager"] + (["compiled"] if args.compile else [])
+
+
+def train_label(mode, dtype):
+    """What a training line measured, e.g. 'compiled bfloat16' (bfloat16/float16 run under autocast)."""
+    return f"{mode:8s} {dtype:8s}"
+
+
 def time_training(model, objective, batches, args, device, repeats):
     """Median seconds per optimizer step (forward, backward, AdamW), and tokens per step."""
     opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device.split(":")[0])
@@ -56,7 +68,9 @@ def time_training(model, objective, batches, args, device, repeats):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for b in batches[:2]:  # warm-up (and compilation)
+    # warm-up: one pass over every batch, so that a compiled objective has compiled every
+    # shape it will see (the first compiled step takes 10-30 s on a CPU) before the clock starts
+    for b in batches:
         step(b)
     times = []
     for _ in range(repeats):
@@ -90,18 +104,22 @@ def time_generation(model, prompts, sp, batch_size, max_new_tokens, device):
     return run(batch_size), run(1)
 
 
-def main(argv=None):
+def speed(argv):
+    """Parts 1 and 2: training and generation speed on ProsQA."""
     p = argparse.ArgumentParser(
         prog="bench.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Speed of training with continuous thoughts and of batched generation.",
-        epilog="Any train.py flag (--model, --n-embd, --batch-size, --device, --dtype, ...) works here too: "
-               "python train.py --help lists them.")
+        epilog="Any train.py flag (--model, --n-embd, --batch-size, --device, --dtype, --compile, ...) works here "
+               "too: python train.py --help lists them.")
     p.add_argument("--steps", type=int, default=8, help="training batches per timed repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
     p.add_argument("--questions", type=int, default=64, help="questions for the generation benchmark")
     p.add_argument("--gen-tokens", type=int, default=16, help="tokens generated per question (no early stop)")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (CUDA)")
     ours, rest = p.parse_known_args(argv)
+    for k in ("steps", "repeats", "questions", "gen_tokens"):
+        if getattr(ours, k) < 1:
+            raise ValueError(f"--{k.replace('_', '-')} {getattr(ours, k)}: must be at least 1")
     args = train.parse_args(rest)
     device = pick_device(args.device)
     if args.threads:
@@ -114,18 +132,17 @@ def main(argv=None):
           f"width {model.config.n_embd}), batch {args.batch_size}, {args.dtype}, device {device}, "
           f"{torch.get_num_threads()} threads")
 
-    # 1. training: stage 0 against the last stage, eager (and compiled on CUDA)
-    modes = [("eager", train.objective_of(model))]
-    if device.startswith("cuda"):
-        modes.append(("compiled", train.objective_of(model, compile=True)))
+    # 1. training: stage 0 against the last stage, eager (and compiled with --compile)
     last = args.max_stage
-    for name, objective in modes:
+    for mode in train_modes(args):
+        objective = train.objective_of(model, compile=mode == "compiled")
+        label = train_label(mode, args.dtype)
         res = {}
         for stage in (0, last):
             batches = make_batches(examples, sp, args, stage, ours.steps)
             res[stage] = time_training(model, objective, batches, args, device, ours.repeats)
         for stage, (secs, tokens) in res.items():
-            line = f"train {name:8s} stage {stage}: {secs * 1000:8.1f} ms/step  {tokens / secs:9.0f} tokens/s"
+            line = f"train {label} stage {stage}: {secs * 1000:8.1f} ms/step  {tokens / secs:9.0f} tokens/s"
             if device.startswith("cuda"):
                 gpu = torch.cuda.get_device_name()
                 peak = ours.peak_tflops or next((v for (k, d), v in PEAK_TFLOPS.items() if k in gpu and d == args.dtype), None)
@@ -133,10 +150,11 @@ def main(argv=None):
                 if peak:
                     line += f"  MFU {flops_per_token(model, T) * tokens / secs / (peak * 1e12):6.1%}"
             print(line)
-        print(f"train {name:8s} stage {last} / stage 0: {res[last][0] / res[0][0]:.2f}x time per step, "
+        print(f"train {label} stage {last} / stage 0: {res[last][0] / res[0][0]:.2f}x time per step, "
               f"{(res[last][1] / res[last][0]) / (res[0][1] / res[0][0]):.2f}x tokens/s")
 
-    # 2. generation with the last stage's thoughts: batched against one by one
+    # 2. generation with the last stage's thoughts: batched against one by one (eager, float32:
+    #    the preallocated KV cache holds the model's own dtype)
     curriculum = coconut.Curriculum.of_run(vars(args), last)
     prompts = sorted((curriculum.prompt(ex, sp) for _, ex in splits["valid"][:ours.questions]),
                      key=len)  # batched by length, as coconut.evaluate does
@@ -144,10 +162,19 @@ def main(argv=None):
     # no early stop: every row generates gen_tokens tokens, so both ways do the same work
     batched, single = time_generation(model, prompts, sp, args.batch_size, ours.gen_tokens, device)
     n, k = len(prompts), prompts[0].count(sp.latent)
-    print(f"generate batched (batch {args.batch_size}): {n / batched:8.1f} questions/s")
-    print(f"generate one by one:        {n / single:8.1f} questions/s")
-    print(f"generate speed-up:          {single / batched:8.1f}x ({n} questions, {k} thoughts, "
+    print(f"generate eager float32 batched (batch {args.batch_size}): {n / batched:8.1f} questions/s")
+    print(f"generate eager float32 one by one:        {n / single:8.1f} questions/s")
+    print(f"generate eager float32 speed-up:          {single / batched:8.1f}x ({n} questions, {k} thoughts, "
           f"{ours.gen_tokens} tokens each)")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return speed(argv)
+    except (ValueError, OSError) as e:  # a bad flag value or a missing file: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

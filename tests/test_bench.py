@@ -1,8 +1,12 @@
-"""bench.py: the FLOP count behind MFU, and the report on a tiny ProsQA (speed targets
-themselves are measured by bench.py, never asserted in tests)."""
+"""bench.py: the FLOP count behind MFU, and the report on a tiny ProsQA with and without
+--compile (speed targets themselves are measured by bench.py, never asserted in tests)."""
 
 import bench
+import train
 from model import GPT, GPTConfig
+
+TINY = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--batch-size", "4", "--steps", "2", "--repeats", "1",
+        "--questions", "8", "--gen-tokens", "3", "--threads", "1"]
 
 
 def test_flops_per_token_counts_matmuls_and_attention():
@@ -14,9 +18,34 @@ def test_flops_per_token_counts_matmuls_and_attention():
 
 
 def test_report_lines(prosqa_dir, capsys):
-    """The report names both stages, their ratio and the generation speed-up."""
-    bench.main(["--data-dir", prosqa_dir, "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--batch-size", "4",
-                "--steps", "2", "--repeats", "1", "--questions", "8", "--gen-tokens", "3", "--threads", "1"])
+    """The report names both stages, their ratio and the generation speed-up; without --compile
+    every training line is eager, and labelled with the dtype it ran in."""
+    bench.main(["--data-dir", prosqa_dir, *TINY])
     out = capsys.readouterr().out
-    for needle in ("stage 0:", "stage 6:", "stage 6 / stage 0:", "generate speed-up:", "questions/s"):
+    for needle in ("stage 0:", "stage 6:", "stage 6 / stage 0:", "speed-up:", "questions/s"):
         assert needle in out, needle
+    train_lines = [line for line in out.splitlines() if line.startswith("train ")]
+    assert len(train_lines) == 3 and all(line.startswith("train eager    float32  stage") for line in train_lines), out
+    assert "compiled" not in out
+
+
+def test_compile_times_the_compiled_objective(prosqa_dir, capsys, monkeypatch):
+    """--compile times a second, compiled objective (on any device, here the CPU) and labels its
+    lines 'compiled' with the autocast dtype. torch.compile itself takes minutes on these shapes,
+    so the objective bench asks for is recorded and built eager: this guards the wiring, not
+    inductor."""
+    asked = []
+
+    def objective_of(model, compile=False, ddp=False):
+        asked.append(compile)
+        return train.Objective(model)
+
+    monkeypatch.setattr(train, "objective_of", objective_of)
+    bench.main(["--data-dir", prosqa_dir, *TINY, "--compile", "--dtype", "bfloat16"])
+    out = capsys.readouterr().out
+    assert asked == [False, True]
+    for mode in ("eager   ", "compiled"):
+        for needle in ("stage 0:", "stage 6:", "stage 6 / stage 0:"):
+            assert f"train {mode} bfloat16 {needle}" in out, (mode, needle, out)
+    assert bench.train_modes(train.parse_args(["--compile"])) == ["eager", "compiled"]
+    assert bench.train_modes(train.parse_args([])) == ["eager"]

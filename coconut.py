@@ -21,6 +21,7 @@ Read it top to bottom:
 Used by `python train.py --dataset prosqa --stage 0..6` and `python sample.py --latent 6`.
 """
 
+import math
 import random
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -32,7 +33,7 @@ from data import IGNORE, decode, extract_answer, read_graph
 from model import KVCache
 
 # Coconut, then the baselines of the paper's Table 1
-METHODS = ("coconut", "no-curriculum", "no-thought", "pause-as-thought", "cot", "no-cot", "pause")
+METHODS = ("coconut", "no-curriculum", "no-thought", "pause-as-thought", "cot", "no-cot", "pause", "icot")
 
 # ----------------------------------------------------------------------------- 1. curriculum
 
@@ -64,13 +65,17 @@ class Curriculum:
     # thought is the hidden state of the question's last token, the one that predicted the
     # first step at stage 0: a from-scratch model's thought then starts out holding that step.
     markers: bool = True
+    # iCoT (Deng et al. 2024): written-chain tokens removed from the front of the chain, not
+    # steps; it grows during training (icot_removed) and is 0 at inference, where the model
+    # is given the question alone and writes what is left of its chain
+    removed: int = 0
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.stage < 0 or self.c < 1 or self.max_stage < 0 or (self.n_thoughts or 0) < 0:
-            raise ValueError(f"need stage >= 0, c >= 1, max_stage >= 0 and n_thoughts >= 0, not "
-                             f"{self.stage}, {self.c}, {self.max_stage} and {self.n_thoughts}")
+        if self.stage < 0 or self.c < 1 or self.max_stage < 0 or (self.n_thoughts or 0) < 0 or self.removed < 0:
+            raise ValueError(f"need stage >= 0, c >= 1, max_stage >= 0, n_thoughts >= 0 and removed >= 0, not "
+                             f"{self.stage}, {self.c}, {self.max_stage}, {self.n_thoughts} and {self.removed}")
 
     @classmethod
     def of_run(cls, args, stage, n_thoughts=None):
@@ -93,7 +98,7 @@ class Curriculum:
             if m == "no-thought":  # the steps go, nothing takes their place
                 n = 0
             return StagePlan(n_skip, n * self.c, self.markers, "pause" if m == "pause-as-thought" else "latent")
-        if m == "cot":  # the full written chain at every stage
+        if m in ("cot", "icot"):  # the full written chain at every stage (iCoT: less its first `removed` tokens)
             return StagePlan(0, 0, False, "latent")
         if m == "no-cot":  # question straight to answer
             return StagePlan(n_steps, 0, False, "latent")
@@ -111,8 +116,8 @@ class Curriculum:
             thoughts = [sp.bot] + [slot] * n + [sp.eot]
         else:  # no markers: the slots alone (pause tokens, or thoughts), or nothing
             thoughts = [sp.pause if plan.thought == "pause" else sp.latent] * n
-        target = [t for step in ex["steps"][plan.n_skip:] for t in step] + list(ex["answer"])
-        return list(ex["question"]) + thoughts, target
+        chain = [t for step in ex["steps"][plan.n_skip:] for t in step]
+        return list(ex["question"]) + thoughts, chain[self.removed:] + list(ex["answer"])
 
     def layout(self, ex, sp):
         """(ids, labels) for training: labels equal the ids on the target, IGNORE on the prompt."""
@@ -127,6 +132,28 @@ class Curriculum:
         """With probability mix_prob this curriculum at a random stage 0..max_stage instead
         (the reference setup's option against forgetting earlier stages); else itself."""
         return self.at(rng.randint(0, self.max_stage)) if mix_prob > 0 and rng.random() < mix_prob else self
+
+
+def icot_removed(step, steps_per_epoch, delta):
+    """iCoT's schedule (Deng et al. 2024, sec. 3; their src/train.py): written-chain tokens
+    removed at optimizer step `step` (counted from the start of training), about delta more
+    per epoch: one more every round(steps_per_epoch / delta) steps, at most one a step."""
+    return step // max(1, round(steps_per_epoch / delta))
+
+
+def icot_offset(lam, rng: random.Random, most=99):
+    """iCoT's removal smoothing: extra tokens removed from one example, o with probability
+    (1 - e^-lam) e^(-lam o) for o = 0..most, the rest of the mass on `most` (their
+    truncation at 100 values); lam = inf turns it off (always 0). With their lam = 4,
+    o = 0 for 98.2% of the examples and 1 for 1.8%."""
+    if math.isinf(lam):
+        return 0
+    u, o = rng.random(), 0
+    p = 1 - math.exp(-lam)  # P(0)
+    while o < most and u >= p:
+        u -= p
+        o, p = o + 1, p * math.exp(-lam)
+    return o
 
 
 # ----------------------------------------------------------------------------- 2. batching

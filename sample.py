@@ -30,7 +30,7 @@ from data import RENDERS, encode, encoding_from_state, extract_answer, load_spli
 from model import load_checkpoint, pick_device
 from prosqa_gen import shortest_paths
 
-THOUGHTLESS = ("cot", "no-cot")  # methods whose prompt never holds thoughts: --latent does not apply
+THOUGHTLESS = ("cot", "no-cot", "icot")  # methods whose prompt never holds thoughts: --latent does not apply
 
 # ----------------------------------------------------------------------------- ProsQA graphs
 

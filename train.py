@@ -78,7 +78,7 @@ SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage
 RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
                 "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries", "markers",
-                "pretrain_until")
+                "pretrain_until", "icot_delta", "icot_lambda")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init", "pretrained")
 # the metadata train() saves with every checkpoint, checked when one is read back
@@ -137,6 +137,11 @@ def parse_args(argv=None):
     p.add_argument("--pretrain-until", type=float, default=None,
                    help="end the pretraining early, after the first epoch whose lookup metric (a child of the person "
                         "named after the question, on validation) reaches this fraction")
+    p.add_argument("--icot-delta", type=float, default=8.0,
+                   help="--method icot: written-chain tokens removed per epoch (Deng et al.'s delta, 8 in all their runs)")
+    p.add_argument("--icot-lambda", type=float, default=4.0,
+                   help="--method icot: removal smoothing, now and then a few more tokens removed, o with probability "
+                        "proportional to exp(-lambda o) (theirs: 4); inf turns it off")
     p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0 = off)")
     p.add_argument("--eval-n", type=int, default=None, help="validation examples scored after each epoch (default: the whole split)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="generation limit when scoring")
@@ -148,6 +153,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="run folder (default out/<dataset>-<method>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt, within the stage range given")
     args = p.parse_args(argv)
+    if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
+        args.max_stage = 0
     recipe = RECIPES.get(args.dataset, {}) if args.model == "small" else {}
     for k, v in {"max_stage": 6, **PRESETS[args.model], **recipe}.items():  # a flag given wins over both
         if getattr(args, k) is None:
@@ -169,12 +176,13 @@ def check_args(args):
               "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads", "pretrain_queries"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be at least 1")
-    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs"):
+    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs", "icot_lambda"):
         if getattr(args, k) < 0:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must not be negative")
     for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"),
                         ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"), ("beta2", 0 <= args.beta2 < 1, "[0, 1)"),
-                        ("pretrain_until", args.pretrain_until is None or 0 < args.pretrain_until <= 1, "(0, 1]")):
+                        ("pretrain_until", args.pretrain_until is None or 0 < args.pretrain_until <= 1, "(0, 1]"),
+                        ("icot_delta", 0 < args.icot_delta < math.inf, "(0, inf)")):
         if not ok:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be in {want}")
     if args.n_embd % args.n_head:
@@ -341,19 +349,44 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     mine = order[rank * per:(rank + 1) * per]  # an equal share per rank
     if stage == PRETRAIN:
         recs = [shuffled(examples[i][0], rng) if args.shuffle_facts else examples[i][0] for i in mine]
-        rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries) for r in recs]
+        rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries) + (None,) for r in recs]
     else:
         curriculum = coconut.Curriculum.of_run(vars(args), stage)
         curricula = [curriculum.mixed(args.mix_prob, rng) for _ in order][rank * per:(rank + 1) * per]  # --mix-prob
         exs = [data.tokenize(enc, shuffled(examples[i][0], rng)) if args.shuffle_facts else examples[i][1] for i in mine]
-        rows = [cur.layout(ex, sp) for ex, cur in zip(exs, curricula)]
+        rows = [cur.layout(ex, sp) + (ex,) for ex, cur in zip(exs, curricula)]
     chunk = args.batch_size * 16
     batches = []
     for a in range(0, len(rows), chunk):  # sort within chunks: similar lengths, still shuffled
         part = sorted(rows[a:a + chunk], key=lambda r: len(r[0]))
         batches += [part[b:b + args.batch_size] for b in range(0, len(part), args.batch_size)]
     rng.shuffle(batches)
+    if args.method == "icot" and stage != PRETRAIN:  # each batch loses the chain tokens its step has removed
+        batches = icot_batches(batches, epoch, args, sp, random.Random(f"{args.seed}-icot-{epoch}-{rank}"))
     return [coconut.collate([r[0] for r in b], sp, [r[1] for r in b]) for b in batches]
+
+
+def icot_batches(batches, epoch, args, sp, rng):
+    """iCoT (Deng et al. 2024): the batches of the epoch's optimizer step t lose the first
+    coconut.icot_removed(t) tokens of their written chain (t counted from the start of
+    training), and each example, with removal smoothing, a random few more
+    (coconut.icot_offset). The rows were bucketed by their full length."""
+    steps = math.ceil(len(batches) / args.grad_accum)  # optimizer steps per epoch
+    out = []
+    for b, batch in enumerate(batches):
+        k = coconut.icot_removed(epoch * steps + b // args.grad_accum, steps, args.icot_delta)
+        out.append([coconut.Curriculum("icot", removed=k + coconut.icot_offset(args.icot_lambda, rng)).layout(ex, sp)
+                    for _, _, ex in batch])
+    return out
+
+
+def icot_renewals(epoch, steps, args, longest):
+    """iCoT: the optimizer steps of an epoch (counted within it) that start with a fresh
+    AdamW, as Deng et al. do (--reset-optimizer): each step where the removal grows, until
+    the longest chain of the training split is gone."""
+    removed = lambda t: coconut.icot_removed(t, steps, args.icot_delta)  # noqa: E731
+    first = epoch * steps
+    return {t - first for t in range(max(1, first), first + steps) if removed(t - 1) < min(removed(t), longest)}
 
 
 # ----------------------------------------------------------------------------- training
@@ -440,16 +473,19 @@ def model_and_data(args, start):
     return enc, splits, model
 
 
-def train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc):
+def train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc, renew=frozenset()):
     """One epoch of optimizer steps: gradient accumulation over args.grad_accum batches, the
-    learning rate of each step from lr_at(step), gradient clipping. Returns the mean training
-    loss and the tokens per second of this process."""
+    learning rate of each step from lr_at(step), gradient clipping; the steps in `renew`
+    start from a fresh AdamW state (iCoT). Returns the mean training loss and the tokens per
+    second of this process."""
     bar = tqdm(batches, desc=desc, unit="batch", leave=False, disable=None if desc else True)  # off when not a terminal
     loss_sum, tokens, t0 = torch.zeros((), device=device), 0, time.time()
     autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, args.dtype)) if args.dtype != "float32" \
         else nullcontext()
     model.train()
     for i, batch in enumerate(bar):
+        if i % args.grad_accum == 0 and i // args.grad_accum in renew:
+            opt.state.clear()  # AdamW starts its moments and step count afresh, as a new optimizer would
         group = min(args.grad_accum, len(batches) - (i // args.grad_accum) * args.grad_accum)  # the last may be short
         sync = (i + 1) % args.grad_accum == 0 or i == len(batches) - 1  # this batch ends an optimizer step
         batch = batch.to(device)
@@ -525,6 +561,8 @@ def validate(model, valid, enc, sp, args, stage, lookup):
 
 def epoch_line(e, n_epochs):
     line = f"{stage_name(e['stage'])} epoch {e['epoch']}/{n_epochs}: loss {e['train_loss']:.4f}"
+    if "removed" in e:
+        line += f", chain less {e['removed']} tokens"
     if "valid_acc" in e:
         line += f", valid acc {e['valid_acc']:.1%} ({e['valid_tokens']:.1f} tokens)"
     if "lookup_first" in e:
@@ -563,6 +601,7 @@ def train(args):
     lookup = has_graphs(splits["valid"])  # ProsQA: the lookup metric is logged every epoch
     if lookup:
         log(LOOKUP_NOTE)
+    longest = max(sum(map(len, ex["steps"])) for _, ex in splits["train"])  # the longest written chain (iCoT)
 
     # 2. the curriculum: a fresh optimizer per stage (unless --no-reset-optimizer), validation after every epoch
     opt = None
@@ -579,8 +618,12 @@ def train(args):
             batches = epoch_batches(splits["train"], stage, epoch, args, sp, rank, world, enc)
             lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup, args.schedule)  # noqa: E731
             desc = f"{stage_name(stage)} epoch {epoch + 1}/{n_epochs}" if master else None
-            loss, tok_s = train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc)
+            renew = icot_renewals(epoch, steps, args, longest) if args.method == "icot" and stage != PRETRAIN \
+                and args.reset_optimizer else frozenset()
+            loss, tok_s = train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc, renew)
             entry = {"stage": stage, "epoch": epoch + 1, "train_loss": loss, "tokens_per_s": tok_s * world}
+            if args.method == "icot" and stage != PRETRAIN:  # chain tokens removed at the epoch's last step
+                entry["removed"] = coconut.icot_removed((epoch + 1) * steps - 1, steps, args.icot_delta)
             done = epoch == n_epochs - 1
             if master:
                 entry.update(validate(model, splits["valid"][:args.eval_n], enc, sp, args, stage, lookup))

@@ -1,5 +1,6 @@
 """coconut.py: curriculum layouts, the fast forward against its reference, batched generation."""
 
+import math
 import random
 from types import SimpleNamespace
 
@@ -82,6 +83,52 @@ def test_curriculum_without_markers(method, stage, pad, prompt, target):
     Coconut's stage 0 is exactly CoT's layout and its first thought follows the question."""
     ids, labels = Curriculum(method, stage, max_stage=4, pad_latent_to_max=pad, markers=False).layout(EX, SP)
     assert ids == prompt + target and labels == [IGNORE] * len(prompt) + target
+
+
+ICOT = [  # removed -> target for iCoT: tokens go from the front of the 6-token chain S1 S2 S3, steps or not
+    (0, S1 + S2 + S3 + A),
+    (1, S1[1:] + S2 + S3 + A),
+    (3, S2[1:] + S3 + A),
+    (6, A),
+    (9, A),  # a chain shorter than the removal: the answer alone
+]
+
+
+@pytest.mark.parametrize("removed, target", ICOT)
+def test_icot_layouts(removed, target):
+    """iCoT drops `removed` tokens from the front of the written chain, never the answer; the
+    prompt is the question alone (no thoughts, no markers), whatever the stage."""
+    for stage in (0, 3):
+        curriculum = Curriculum("icot", stage, max_stage=4, removed=removed)
+        ids, labels = curriculum.layout(EX, SP)
+        assert ids == Q + target and labels == [IGNORE] * len(Q) + target
+        assert curriculum.prompt(EX, SP) == Q
+
+
+@pytest.mark.parametrize("step, per_epoch, delta, removed", [
+    (0, 100, 8, 0), (11, 100, 8, 0), (12, 100, 8, 1),  # round(100 / 8) = 12 steps a token
+    (99, 100, 8, 8), (100, 100, 8, 8), (199, 100, 8, 16), (400, 100, 8, 33),  # about delta a epoch
+    (5, 4, 8, 5),  # more tokens an epoch than steps: one a step
+    (19, 10, 0.5, 0), (20, 10, 0.5, 1),  # half a token an epoch: one every two epochs
+])
+def test_icot_schedule(step, per_epoch, delta, removed):
+    """Deng et al.'s schedule: one more token every round(steps an epoch / delta) steps."""
+    assert coconut.icot_removed(step, per_epoch, delta) == removed
+
+
+def test_icot_removal_smoothing():
+    """The offsets follow (1 - e^-lam) e^(-lam o), truncated at 99 with the rest of the mass
+    there; lam = inf is no smoothing. Exact draws for a fixed seed."""
+    rng = random.Random(0)
+    assert {coconut.icot_offset(float("inf"), rng) for _ in range(100)} == {0}
+    draws = [coconut.icot_offset(4.0, rng) for _ in range(20000)]
+    p0 = 1 - math.exp(-4)  # 98.2%
+    assert abs(draws.count(0) / len(draws) - p0) < 4 * math.sqrt(p0 * (1 - p0) / len(draws))
+    assert abs(draws.count(1) / len(draws) - p0 * math.exp(-4)) < 0.004 and max(draws) <= 3
+    rng = random.Random(1)
+    assert [coconut.icot_offset(4.0, rng) for _ in range(60)].count(1) == 1  # this seed's exact draws
+    low = [coconut.icot_offset(0.01, rng) for _ in range(4000)]  # the truncation: P(99) = e^-0.99 = 37%
+    assert max(low) == 99 and abs(low.count(99) / len(low) - math.exp(-0.99)) < 0.03
 
 
 def test_thought_count_override_and_stage_mixing():

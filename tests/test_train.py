@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 
@@ -304,6 +305,8 @@ BAD_FLAGS = [
     (["--pretrain-queries", "0"], "--pretrain-queries 0: must be at least 1"),
     (["--pretrain-until", "0"], "--pretrain-until 0.0: must be in (0, 1]"),
     (["--pretrain-until", "1.5"], "--pretrain-until 1.5: must be in (0, 1]"),
+    (["--method", "icot", "--icot-delta", "0"], "--icot-delta 0.0: must be in (0, inf)"),
+    (["--method", "icot", "--icot-lambda", "-1"], "--icot-lambda -1.0: must not be negative"),
     (["--out", "FILE"], "is a file, not a folder"),
     (["--out", "FILE/run"], "is a file, not a folder"),
 ]
@@ -449,3 +452,68 @@ def test_pretrained_start_equals_pretraining_inline(prosqa_dir, tmp_path, one_li
                    f"--pretrained {pre}: starts stage 0")
     one_line_error(train.main, [*base, "--out", str(tmp_path / "x"), "--pretrained", pre, "--stage", "0", "--render", "text"],
                    "pretrain.pt: checkpoint from a different run (render='graph'")
+
+
+# ----------------------------------------------------------------------------- iCoT
+
+
+def test_icot_batches_and_optimizer_renewals():
+    """iCoT's batches: the batches of optimizer step t lose icot_removed(t) chain tokens (with
+    gradient accumulation, both batches of a step alike), and with smoothing some rows a few
+    more; the optimizer is renewed where the removal grows, until the longest chain is gone."""
+    from types import SimpleNamespace
+
+    import coconut
+    sp = SimpleNamespace(bot=90, latent=91, eot=92, pause=93, eos=99)
+    ex = {"question": [1, 2], "steps": [[10, 11, 12], [20, 21, 22]], "answer": [40, 99]}
+    chain = [10, 11, 12, 20, 21, 22]
+    batches = [[(None, None, ex)] * 4 for _ in range(10)]  # 10 batches of 4 rows
+    args = SimpleNamespace(grad_accum=2, icot_delta=2.0, icot_lambda=float("inf"))  # 5 steps an epoch: a token every 2 or 3
+    for epoch, want in ((0, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]), (1, [2, 2, 3, 3, 3, 3, 4, 4, 4, 4])):
+        rows = train.icot_batches(batches, epoch, args, sp, random.Random(0))
+        assert [{len(r[0]) for r in b} for b in rows] == [{2 + 6 - k + 2} for k in want]
+        assert rows[-1][0][0] == [1, 2] + chain[want[-1]:] + [40, 99]
+    assert [coconut.icot_removed(t, 5, 2.0) for t in range(10)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert train.icot_renewals(0, 5, args, longest=6) == {2, 4}  # steps 2 and 4 of epoch 0
+    assert train.icot_renewals(1, 5, args, longest=6) == {1, 3}  # steps 6 and 8
+    assert train.icot_renewals(1, 5, args, longest=3) == {1}  # after step 6 every chain is gone
+    args.icot_lambda = 0.5  # smoothing: P(0) = 39%, so most rows lose more
+    rows = train.icot_batches(batches, 0, args, sp, random.Random(0))
+    lengths = [len(r[0]) for b in rows for r in b]
+    assert max(lengths) == 10 and min(lengths) == 4 and lengths.count(10) < 30  # 4: the chain is gone
+
+
+def test_renewed_steps_start_a_fresh_optimizer(prosqa_dir):
+    """train_epoch's `renew`: the steps named start from an empty AdamW state, as a new
+    optimizer would, so Adam's step count restarts there."""
+    from types import SimpleNamespace
+
+    from model import GPT, GPTConfig
+    model = GPT(GPTConfig(block_size=16, vocab_size=32, n_layer=1, n_head=2, n_embd=16))
+    opt = model.configure_optimizers(1e-3, 0.0, (0.9, 0.95), "cpu")
+
+    class Objective:
+        def __call__(self, batch):
+            return model(batch.ids, logits_at="all")[1].square().mean()
+
+    batch = SimpleNamespace(ids=torch.arange(8).view(1, 8), key_mask=torch.ones(1, 8, dtype=torch.bool))
+    batch.to = lambda device: batch
+    args = SimpleNamespace(grad_accum=1, grad_clip=1.0, dtype="float32")
+    train.train_epoch(Objective(), model, opt, [batch] * 5, args, lambda step: 1e-3, "cpu", False, None, {3})
+    assert {int(s["step"]) for s in opt.state.values()} == {2}  # steps 3 and 4 after the renewal
+    train.train_epoch(Objective(), model, opt, [batch] * 5, args, lambda step: 1e-3, "cpu", False, None)
+    assert {int(s["step"]) for s in opt.state.values()} == {7}
+
+
+def test_icot_end_to_end(prosqa_dir, tmp_path, capsys):
+    """--method icot trains one stage of --final-epochs epochs (max_stage is 0) and logs how
+    many chain tokens are gone at each epoch's end: here 5 steps an epoch and more tokens an
+    epoch than steps, so one a step."""
+    history = run(prosqa_dir, tmp_path / "run", "--method", "icot", "--final-epochs", "3", "--icot-delta", "40")
+    assert [(h["stage"], h["epoch"], h["removed"]) for h in history] == [(0, 1, 4), (0, 2, 9), (0, 3, 14)]
+    assert "chain less" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["args"]["max_stage"] == 0 and summary["args"]["icot_delta"] == 40
+    import sample
+    sample.main(["--ckpt", str(tmp_path / "run" / "stage0.pt"), "--n", "1", "--latent", "2"])
+    assert "method icot has no thoughts; --latent 2 is ignored" in capsys.readouterr().out

@@ -228,6 +228,14 @@ def children_level(x):
     return distinct.float().log().mean().item()
 
 
+def with_lm(x, y):
+    """--lm: the targets y plus a language-model target on every fact token (BOS predicts the
+    first source, the last fact's `|` is predicted by the token before it)."""
+    y = y.clone()
+    y[:, :3 * SOURCES] = x[:, 1:1 + 3 * SOURCES]
+    return y
+
+
 def lookup_loss(model, x, y):
     """Mean cross-entropy over the answers only, and how many of them the argmax gets right."""
     at = y >= 0  # (B, T)
@@ -259,6 +267,9 @@ def lookup_args(argv):
     p.add_argument("--lookup-steps", type=int, default=3000, help="optimizer steps")
     p.add_argument("--every", type=int, default=250, help="print and score the held-out batch every this many steps")
     p.add_argument("--queries", type=int, default=8, help="queries '[R] x c' per sequence (the loss is on each c)")
+    p.add_argument("--lm", action="store_true",
+                   help="train also on predicting every token of the facts (a language-model loss on the context); "
+                        "the held-out loss stays on the answers alone")
     p.add_argument("--held-out", type=int, default=512, help="sequences in the fixed held-out batch")
     p.add_argument("--n-layer", type=int, default=2, help="transformer blocks")
     p.add_argument("--n-head", type=int, default=4, help="attention heads per block")
@@ -310,7 +321,8 @@ def lookup(args):
     level, half = f"ln(#children) = {plateau:.2f}", plateau / 2
     print(f"lookup: GPT {args.n_layer} layers, {args.n_head} heads x {args.n_embd // args.n_head} (width {args.n_embd}), "
           f"{args.pos_emb} positions, {model.num_params() / 1e6:.2f}M params; batch {args.batch_size}, lr {args.lr:g}, "
-          f"{args.queries} queries x {args.held_out} held-out sequences of {T} tokens; device {device}, "
+          f"{args.queries} queries{' and the LM loss on the facts' if args.lm else ''} x {args.held_out} held-out "
+          f"sequences of {T} tokens; device {device}, "
           f"{torch.get_num_threads()} threads")
     print(f"lookup: reference levels {level} (knows the children, not whose) and 0 (looks them up); "
           f"crossing: held-out loss below {half:.2f}")
@@ -321,7 +333,7 @@ def lookup(args):
         for g in opt.param_groups:
             g["lr"] = train.get_lr(step - 1, args.lookup_steps, args.lr, args.warmup, "constant")
         x, y = (t.to(device) for t in lookup_batch(args.batch_size, args.queries, gen))
-        loss, _, _ = lookup_loss(model, x, y)
+        loss, _, _ = lookup_loss(model, x, with_lm(x, y) if args.lm else y)
         loss.backward()
         if args.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)

@@ -359,9 +359,10 @@ def reshuffle_graph(record: dict, rng) -> dict:
     return {**record, "question": " ".join(f"{u} {v} |" for u, v in facts) + f" [Q] {a} {b} [R] {g.person}"}
 
 
-def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int) -> tuple[list, list]:
+def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int, lm: bool = False) -> tuple[list, list]:
     """Pretraining for a model from scratch: (ids, labels) of the record's facts followed by
-    n_queries lookups "x -> a child of x", with a loss on each child only. A pretrained
+    n_queries lookups "x -> a child of x", with a loss on each child only (lm: and on every
+    token of the facts, a language-model loss on the question's own text). A pretrained
     GPT-2 can already copy what its context says about a name (an induction head); a model
     from scratch must learn that before any search. A query is written the way the
     rendering writes a step: `[R] x c` (graph) or `Every x is a c.` (sentences)."""
@@ -375,7 +376,7 @@ def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int) -> 
     else:
         context = " ".join(f"{'' if u in people else 'Every '}{u} is a {v}." for u, v in g.facts) + "\n"
     ids = enc.encode_ordinary(context)
-    labels = [IGNORE] * len(ids)
+    labels = list(ids) if lm else [IGNORE] * len(ids)
     for _ in range(n_queries):
         x = rng.choice(sources)
         c = rng.choice(children[x])

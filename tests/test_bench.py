@@ -148,6 +148,16 @@ def test_lookup_loss_is_on_the_answers_only():
     assert right == (logits[at].argmax(-1) == y[at]).sum().item()
 
 
+def test_lookup_lm_targets_every_fact_token():
+    """--lm adds a target on every fact token (the next token), keeps the answers' targets,
+    and leaves the queries' other tokens without one."""
+    x, y = bench.lookup_batch(3, 4, torch.Generator().manual_seed(0))
+    lm = bench.with_lm(x, y)
+    facts = 3 * bench.SOURCES
+    assert torch.equal(lm[:, :facts], x[:, 1:facts + 1])
+    assert torch.equal(lm[:, facts:], y[:, facts:]) and (y[:, :facts] == -1).all()
+
+
 def test_lookup_pos_emb_none_is_a_frozen_zero_table():
     """--pos-emb none: the learned table is zero and stays zero through training steps (the
     optimizer never sees it); rope has no table at all."""

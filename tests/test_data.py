@@ -447,6 +447,9 @@ def test_lookup_layout(prosqa_record, render):
     assert all(c in children[x] for x, c in queries)
     labelled = [enc.decode([y]) for y in labels if y != data.IGNORE]
     assert labelled == [" " + c for _, c in queries]
+    lm_ids, lm_labels = data.lookup_layout(enc, rec, random.Random(1), 6, lm=True)  # and a loss on the facts
+    facts = len(enc.encode_ordinary(text.split(" [R]", 1)[0] if render == "graph" else text.split("\n", 1)[0] + "\n"))
+    assert lm_ids == ids and lm_labels[:facts] == ids[:facts] and lm_labels[facts:] == labels[facts:]
 
 
 @pytest.mark.parametrize("record, message", [

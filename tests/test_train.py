@@ -436,6 +436,14 @@ def test_pretrain_until_ends_the_pretraining(prosqa_dir, tmp_path):
     assert len(pre) == (1 if pre[0]["lookup_child"] > 0 else len(pre)) and history[-1]["stage"] == 0
 
 
+def test_pretrain_lm_adds_the_facts_to_the_loss(prosqa_dir, tmp_path):
+    """--pretrain-lm trains the pretraining on the facts' tokens too: same data and seed, a
+    different loss from the first step (the facts are harder to predict than the answers)."""
+    plain = run(prosqa_dir, tmp_path / "plain", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
+    lm = run(prosqa_dir, tmp_path / "lm", *GRAPH, "--pretrain-epochs", "1", "--stage", "0", "--pretrain-lm")
+    assert lm[0]["stage"] == plain[0]["stage"] == -1 and lm[0]["train_loss"] != plain[0]["train_loss"]
+
+
 def test_pretrained_start_equals_pretraining_inline(prosqa_dir, tmp_path, one_line_error):
     """--pretrained starts stage 0 of any method from a run's pretrain.pt and ends with the
     weights of a run that pretrained itself; it refuses a checkpoint that is not a finished

@@ -436,7 +436,7 @@ def starting_point(args):
             raise ValueError(f"--pretrained {args.pretrained}: starts stage 0 from a finished pretraining, so it needs "
                              f"--stage 0..b and no --pretrain-epochs")
         model, ckpt = load_checkpoint(args.pretrained, meta=RUN_META)
-        check_same_model(args.pretrained, ckpt, args, skip=("method",))
+        check_same_model(args.pretrained, ckpt, args, skip=("method", "max_stage"))  # neither shapes a pretraining
         if ckpt["meta"]["stage"] != PRETRAIN or not ckpt["meta"]["stage_done"]:
             raise ValueError(f"{args.pretrained}: not the end of a pretraining (a run's pretrain.pt)")
         refuse_overwrite(args)

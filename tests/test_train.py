@@ -445,14 +445,15 @@ def test_pretrain_lm_adds_the_facts_to_the_loss(prosqa_dir, tmp_path):
 
 
 def test_pretrained_start_equals_pretraining_inline(prosqa_dir, tmp_path, one_line_error):
-    """--pretrained starts stage 0 of any method from a run's pretrain.pt and ends with the
-    weights of a run that pretrained itself; it refuses a checkpoint that is not a finished
+    """--pretrained starts stage 0 of any method (iCoT's one stage too) from a run's
+    pretrain.pt and ends with the weights of a run that pretrained itself; it refuses a checkpoint that is not a finished
     pretraining, and a stage range that does not start at 0."""
     run(prosqa_dir, tmp_path / "inline", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
     pre = str(tmp_path / "inline" / "pretrain.pt")
     run(prosqa_dir, tmp_path / "from", *GRAPH, "--pretrained", pre, "--stage", "0")
     assert_close(weights(tmp_path / "from" / "stage0.pt"), weights(tmp_path / "inline" / "stage0.pt"), rtol=0, atol=0)
     run(prosqa_dir, tmp_path / "nocot", *GRAPH, "--pretrained", pre, "--stage", "0", "--method", "no-cot")
+    run(prosqa_dir, tmp_path / "icot", *GRAPH, "--pretrained", pre, "--method", "icot", "--final-epochs", "1")  # max_stage 0
     base = ["--data-dir", prosqa_dir, *TINY, *GRAPH]
     one_line_error(train.main, [*base, "--out", str(tmp_path / "x"), "--pretrained", str(tmp_path / "inline" / "stage0.pt"),
                                 "--stage", "0"], "stage0.pt: not the end of a pretraining")

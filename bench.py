@@ -67,7 +67,8 @@ def train_label(mode, dtype):
 
 
 def time_training(model, objective, batches, args, device, repeats):
-    """Median seconds per optimizer step (forward, backward, AdamW), and tokens per step."""
+    """Median seconds per optimizer step (forward, backward, AdamW), tokens per step, and the
+    seconds of the untimed first pass (where a compiled objective compiles)."""
     opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device.split(":")[0])
     autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, args.dtype), enabled=args.dtype != "float32")
     batches = [b.to(device) for b in batches]
@@ -80,9 +81,12 @@ def time_training(model, objective, batches, args, device, repeats):
         opt.zero_grad(set_to_none=True)
 
     # warm-up: one pass over every batch, so that a compiled objective has compiled every
-    # shape it will see (the first compiled step takes 10-30 s on a CPU) before the clock starts
+    # shape it will see (minutes on a CPU: inductor writes and compiles C++) before the clock starts
+    t = time.perf_counter()
     for b in batches:
         step(b)
+    sync(device)
+    first = time.perf_counter() - t
     times = []
     for _ in range(repeats):
         sync(device)
@@ -92,7 +96,7 @@ def time_training(model, objective, batches, args, device, repeats):
         sync(device)
         times.append((time.perf_counter() - t) / len(batches))
     tokens = sum(int(b.key_mask.sum()) for b in batches) / len(batches)
-    return statistics.median(times), tokens
+    return statistics.median(times), tokens, first
 
 
 def flops_per_token(model, T):
@@ -154,8 +158,8 @@ def speed(argv):
         for stage in (0, last):
             batches = make_batches(examples, sp, args, stage, ours.steps)
             res[stage] = time_training(model, objective, batches, args, device, ours.repeats)
-        for stage, (secs, tokens) in res.items():
-            line = f"train {label} stage {stage}: {secs * 1000:8.1f} ms/step  {tokens / secs:9.0f} tokens/s"
+        for stage, (secs, tokens, first) in res.items():
+            line = f"train {label} stage {stage}: {secs * 1000:8.1f} ms/step  {tokens / secs:9.0f} tokens/s  (first pass {first:.1f}s)"
             if device.startswith("cuda"):
                 gpu = torch.cuda.get_device_name()
                 peak = ours.peak_tflops or next((v for (k, d), v in PEAK_TFLOPS.items() if k in gpu and d == args.dtype), None)

@@ -33,7 +33,7 @@ import os
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import tiktoken
 
@@ -359,22 +359,28 @@ def reshuffle_graph(record: dict, rng) -> dict:
     return {**record, "question": " ".join(f"{u} {v} |" for u, v in facts) + f" [Q] {a} {b} [R] {g.person}"}
 
 
-def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int, lm: bool = False) -> tuple[list, list]:
+def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int, lm: bool = False,
+                  n_facts: int | None = None) -> tuple[list, list]:
     """Pretraining for a model from scratch: (ids, labels) of the record's facts followed by
     n_queries lookups "x -> a child of x", with a loss on each child only (lm: and on every
     token of the facts, a language-model loss on the question's own text). A pretrained
     GPT-2 can already copy what its context says about a name (an induction head); a model
     from scratch must learn that before any search. A query is written the way the
-    rendering writes a step: `[R] x c` (graph) or `Every x is a c.` (sentences)."""
+    rendering writes a step: `[R] x c` (graph) or `Every x is a c.` (sentences). With n_facts,
+    only that many of the facts, drawn at random and kept in order, and queries on them: a
+    shorter context to learn the lookup in."""
     g = read_graph(record)
-    children = g.children()
+    people = {u for u, _ in g.facts} - {v for _, v in g.facts}
+    facts = g.facts
+    if n_facts is not None and n_facts < len(facts):
+        facts = [facts[i] for i in sorted(rng.sample(range(len(facts)), n_facts))]
+    children = replace(g, facts=facts).children()
     sources = sorted(children)
     graph = record.get("render") == "graph"
-    people = {u for u, _ in g.facts} - {v for _, v in g.facts}
     if graph:
-        context = "".join(f" {u} {v} |" for u, v in g.facts)
+        context = "".join(f" {u} {v} |" for u, v in facts)
     else:
-        context = " ".join(f"{'' if u in people else 'Every '}{u} is a {v}." for u, v in g.facts) + "\n"
+        context = " ".join(f"{'' if u in people else 'Every '}{u} is a {v}." for u, v in facts) + "\n"
     ids = enc.encode_ordinary(context)
     labels = list(ids) if lm else [IGNORE] * len(ids)
     for _ in range(n_queries):

@@ -78,7 +78,7 @@ SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage
 RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
                 "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries", "markers",
-                "pretrain_until", "icot_delta", "icot_lambda", "pretrain_lm")
+                "pretrain_until", "icot_delta", "icot_lambda", "pretrain_lm", "pretrain_facts")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init", "pretrained")
 # the metadata train() saves with every checkpoint, checked when one is read back
@@ -134,6 +134,9 @@ def parse_args(argv=None):
                         "every method starts from one pretraining; with the same flags the run equals one that "
                         "pretrained itself")
     p.add_argument("--pretrain-queries", type=int, default=8, help="lookup queries per graph in the pretraining")
+    p.add_argument("--pretrain-facts", type=int, default=None,
+                   help="state only this many of each graph's facts (drawn at random, in order) in a pretraining "
+                        "sequence, with the queries on them: a shorter context to learn the lookup in (default: all)")
     p.add_argument("--pretrain-lm", action="store_true",
                    help="the pretraining's loss also covers every token of the facts (a language-model loss on the "
                         "question's own text), not only the queries' answers")
@@ -176,7 +179,8 @@ def check_args(args):
     later, silently train nothing, or fail only after an epoch."""
     flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
     for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage",
-              "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads", "pretrain_queries"):
+              "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads", "pretrain_queries",
+              "pretrain_facts"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be at least 1")
     for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs", "icot_lambda"):
@@ -352,7 +356,8 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     mine = order[rank * per:(rank + 1) * per]  # an equal share per rank
     if stage == PRETRAIN:
         recs = [shuffled(examples[i][0], rng) if args.shuffle_facts else examples[i][0] for i in mine]
-        rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm) + (None,) for r in recs]
+        rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts) + (None,)
+                for r in recs]
     else:
         curriculum = coconut.Curriculum.of_run(vars(args), stage)
         curricula = [curriculum.mixed(args.mix_prob, rng) for _ in order][rank * per:(rank + 1) * per]  # --mix-prob

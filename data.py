@@ -367,13 +367,14 @@ def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int, lm:
     GPT-2 can already copy what its context says about a name (an induction head); a model
     from scratch must learn that before any search. A query is written the way the
     rendering writes a step: `[R] x c` (graph) or `Every x is a c.` (sentences). With n_facts,
-    only that many of the facts, drawn at random and kept in order, and queries on them: a
-    shorter context to learn the lookup in."""
+    a random number of the facts between n_facts and all of them, drawn at random and kept in
+    order, and queries on those: shorter contexts to learn the lookup in, beside full ones
+    (with only short ones the lookup does not carry over to the full graph)."""
     g = read_graph(record)
     people = {u for u, _ in g.facts} - {v for _, v in g.facts}
     facts = g.facts
     if n_facts is not None and n_facts < len(facts):
-        facts = [facts[i] for i in sorted(rng.sample(range(len(facts)), n_facts))]
+        facts = [facts[i] for i in sorted(rng.sample(range(len(facts)), rng.randint(n_facts, len(facts))))]
     children = replace(g, facts=facts).children()
     sources = sorted(children)
     graph = record.get("render") == "graph"

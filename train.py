@@ -135,8 +135,9 @@ def parse_args(argv=None):
                         "pretrained itself")
     p.add_argument("--pretrain-queries", type=int, default=8, help="lookup queries per graph in the pretraining")
     p.add_argument("--pretrain-facts", type=int, default=None,
-                   help="state only this many of each graph's facts (drawn at random, in order) in a pretraining "
-                        "sequence, with the queries on them: a shorter context to learn the lookup in (default: all)")
+                   help="a pretraining sequence states between this many and all of its graph's facts (drawn at "
+                        "random, in order), with the queries on those: shorter contexts to learn the lookup in "
+                        "(default: all)")
     p.add_argument("--pretrain-lm", action="store_true",
                    help="the pretraining's loss also covers every token of the facts (a language-model loss on the "
                         "question's own text), not only the queries' answers")

@@ -227,3 +227,14 @@ def test_lookup_bad_flag_is_one_line(argv, needle, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("error: ") and needle in err, err
+
+
+def test_lookup_is_learned_on_held_out_sequences():
+    """Learning test: a width-64 GPT (2 heads of 32, learned positions, batch 128, lr 1e-3)
+    learns in-context lookup and answers fresh held-out sequences. Chance is below 20% and the
+    plateau (knows the children, not whose) about 40%. Measured with one thread beside other
+    jobs: seeds 0-4 crossed the plateau at steps 400, 500, 500, 450 and 450, and every seed
+    scored 99.7-100% by step 500 and 100% at step 600, about 75 s each there."""
+    rows = bench.main(["--lookup", "--n-embd", "64", "--n-head", "2", "--lookup-steps", "600", "--every", "600",
+                       "--held-out", "256", "--seed", "0", "--threads", "2"])
+    assert rows[-1]["step"] == 600 and rows[-1]["acc"] >= 0.9 and rows[-1]["held_loss"] < 0.3

@@ -135,7 +135,7 @@ class Curriculum:
 
 
 def icot_removed(step, steps_per_epoch, delta):
-    """iCoT's schedule (Deng et al. 2024, sec. 3; their src/train.py): written-chain tokens
+    """iCoT's schedule (Deng et al. 2024; their released src/train.py): written-chain tokens
     removed at optimizer step `step` (counted from the start of training), about delta more
     per epoch: one more every round(steps_per_epoch / delta) steps, at most one a step."""
     return step // max(1, round(steps_per_epoch / delta))

@@ -236,7 +236,7 @@ def with_lm(x, y):
     """--lm: the targets y plus a language-model target on every fact token (BOS predicts the
     first source, the last fact's `|` is predicted by the token before it)."""
     y = y.clone()
-    y[:, :3 * SOURCES] = x[:, 1:1 + 3 * SOURCES]
+    y[:, :FACTS.stop - 1] = x[:, FACTS]
     return y
 
 

@@ -610,7 +610,8 @@ def train(args):
     lookup = has_graphs(splits["valid"])  # ProsQA: the lookup metric is logged every epoch
     if lookup:
         log(LOOKUP_NOTE)
-    longest = max(sum(map(len, ex["steps"])) for _, ex in splits["train"])  # the longest written chain (iCoT)
+    if args.method == "icot":  # the longest written chain: the optimizer renewals stop once it is gone
+        longest = max(sum(map(len, ex["steps"])) for _, ex in splits["train"])
 
     # 2. the curriculum: a fresh optimizer per stage (unless --no-reset-optimizer), validation after every epoch
     opt = None

@@ -128,7 +128,8 @@ def parse_args(argv=None):
     p.add_argument("--pretrain-epochs", type=int, default=0,
                    help="from scratch: epochs of lookup pretraining before stage 0 (each training graph's facts, then "
                         "--pretrain-queries queries 'x -> a child of x'), the counterpart of starting from a pretrained "
-                        "GPT-2 that can already look things up in its context; 0 = none (the paper)")
+                        "GPT-2 that can already look things up in its context; 0 = none (the paper). A run still in its "
+                        "pretraining may --resume with another count (at least the epochs done: as many ends it there)")
     p.add_argument("--pretrained", default=None,
                    help="start stage 0 from another run's pretrain.pt (any method, the same model and data), so that "
                         "every method starts from one pretraining; with the same flags the run equals one that "
@@ -312,13 +313,22 @@ def check_same_model(path, ckpt, args, skip=()):
 def check_exact_resume(path, ckpt, args):
     """--resume ends with the weights of an uninterrupted run only if nothing in RESUME_FIXED
     changed; name the first flag that did. (A checkpoint older than a flag does not store it.)"""
-    old = ckpt["meta"]["args"]
-    for k in (k for k in RESUME_FIXED if k in old):
+    old, m = ckpt["meta"]["args"], ckpt["meta"]
+    for k in (k for k in RESUME_FIXED if k in old and not (k == "pretrain_epochs" and pretraining_may_change(m, args))):
         new = getattr(args, k)
         same = os.path.normpath(str(old[k])) == os.path.normpath(new) if k == "data_dir" else old[k] == new
         if not same:
             raise ValueError(f"{path}: --{k.replace('_', '-')} {new!r} differs from the run's {old[k]!r}; an exact "
                              f"resume needs the same value (to change it, start a new run with another --out)")
+
+
+def pretraining_may_change(meta, args):
+    """A run still in its pretraining may resume with another --pretrain-epochs (at least the
+    epochs done; as many as done ends the pretraining there) when the schedule is constant:
+    the learning rate then does not depend on the stage's length, and the run is the one a
+    fresh start with that --pretrain-epochs would give."""
+    return (meta["stage"] == PRETRAIN and not meta["stage_done"] and args.schedule == "constant"
+            and args.pretrain_epochs >= meta["epoch"])
 
 
 def is_run_checkpoint(name):
@@ -434,7 +444,7 @@ def starting_point(args):
         check_exact_resume(path, ckpt, args)
         m = ckpt["meta"]
         stage, epoch = (m["stage"] + 1, 0) if m["stage_done"] else (m["stage"], m["epoch"])
-        if stage < args.first:
+        if stage < args.first and not (stage == PRETRAIN and args.first == 0):  # the pretraining precedes stage 0
             raise ValueError(f"{path}: run is at stage {stage}, before --stage {args.stage}")
         return Start(stage, epoch, model, ckpt, path, m["history"])
     if args.pretrained:
@@ -623,6 +633,8 @@ def train(args):
             opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device.split(":")[0])
             if stage == start.stage and (first > 0 or not args.reset_optimizer) and "optimizer" in (start.ckpt or {}):
                 opt.load_state_dict(start.ckpt["optimizer"])
+        if stage == PRETRAIN and 0 < n_epochs <= first and master:  # resumed with --pretrain-epochs as done: it ends here
+            save_epoch(args, model, opt, enc, stage, first, True, history)
         for epoch in range(first, n_epochs):
             t_epoch = time.time()
             batches = epoch_batches(splits["train"], stage, epoch, args, sp, rank, world, enc)

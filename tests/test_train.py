@@ -437,6 +437,47 @@ def test_pretrain_until_ends_the_pretraining(prosqa_dir, tmp_path):
     assert len(pre) == (1 if pre[0]["lookup_child"] > 0 else len(pre)) and history[-1]["stage"] == 0
 
 
+def test_resume_in_the_pretraining_and_ending_it_by_hand(prosqa_dir, tmp_path, monkeypatch, one_line_error):
+    """A run stopped in its pretraining resumes there (stage range 0..b) and ends with the
+    weights of an uninterrupted run; with a constant schedule it may resume with another
+    --pretrain-epochs, at least the epochs done: as many as done ends the pretraining at
+    once (pretrain.pt, then stage 0), exactly as a fresh run with that count. A cosine
+    schedule (its learning rate depends on the count) or fewer epochs than done refuse it."""
+    full = run(prosqa_dir, tmp_path / "full", *GRAPH, "--pretrain-epochs", "2", "--stage", "0")
+    short = run(prosqa_dir, tmp_path / "short", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
+    assert [h["stage"] for h in full] == [-1, -1, 0] and [h["stage"] for h in short] == [-1, 0]
+    save = train.save_checkpoint
+
+    def save_then_stop(path, model, meta, extra=None):  # as if stopped right after pretraining epoch 1
+        save(path, model, meta, extra)
+        if meta["stage"] == -1 and meta["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    def stopped(name, *extra):
+        monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
+        with pytest.raises(SystemExit):
+            run(prosqa_dir, tmp_path / name, *GRAPH, "--pretrain-epochs", "2", "--stage", "0", *extra)
+        monkeypatch.undo()
+        assert not (tmp_path / name / "pretrain.pt").exists()
+
+    for name, count in (("again", 2), ("ended", 1)):
+        stopped(name)
+        history = run(prosqa_dir, tmp_path / name, *GRAPH, "--pretrain-epochs", str(count), "--stage", "0", "--resume")
+        assert [(h["stage"], h["epoch"]) for h in history] == [(-1, e + 1) for e in range(count)] + [(0, 1)]
+    assert_close(weights(tmp_path / "again" / "stage0.pt"), weights(tmp_path / "full" / "stage0.pt"), rtol=0, atol=0)
+    for f in ("pretrain.pt", "stage0.pt"):
+        assert_close(weights(tmp_path / "ended" / f), weights(tmp_path / "short" / f), rtol=0, atol=0)
+    assert load_checkpoint(str(tmp_path / "ended" / "pretrain.pt"))[1]["meta"]["args"]["pretrain_epochs"] == 1
+
+    base = ["--data-dir", prosqa_dir, *TINY, *GRAPH, "--stage", "0", "--resume"]
+    stopped("cos", "--schedule", "cosine")
+    one_line_error(train.main, [*base, "--out", str(tmp_path / "cos"), "--schedule", "cosine", "--pretrain-epochs", "1"],
+                   "--pretrain-epochs 1 differs from the run's 2")
+    stopped("fewer")
+    one_line_error(train.main, [*base, "--out", str(tmp_path / "fewer"), "--pretrain-epochs", "0"],
+                   "--pretrain-epochs 0 differs from the run's 2")
+
+
 def test_pretrain_lm_adds_the_facts_to_the_loss(prosqa_dir, tmp_path):
     """--pretrain-lm trains the pretraining on the facts' tokens too: same data and seed, a
     different loss from the first step (the facts are harder to predict than the answers)."""

@@ -360,7 +360,7 @@ def reshuffle_graph(record: dict, rng) -> dict:
 
 
 def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int, lm: bool = False,
-                  n_facts: int | None = None) -> tuple[list, list]:
+                  n_facts: int | None = None, people: float | None = None) -> tuple[list, list]:
     """Pretraining for a model from scratch: (ids, labels) of the record's facts followed by
     n_queries lookups "x -> a child of x", with a loss on each child only (lm: and on every
     token of the facts, a language-model loss on the question's own text). A pretrained
@@ -369,9 +369,12 @@ def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int, lm:
     rendering writes a step: `[R] x c` (graph) or `Every x is a c.` (sentences). With n_facts,
     a random number of the facts between n_facts and all of them, drawn at random and kept in
     order, and queries on those: shorter contexts to learn the lookup in, beside full ones
-    (with only short ones the lookup does not carry over to the full graph)."""
+    (with only short ones the lookup does not carry over to the full graph). With people, that
+    share of the queries asks about a person (a name that is nobody's child, like the one a
+    question asks about), the rest about the concepts; without it, every name with a child
+    alike."""
     g = read_graph(record)
-    people = {u for u, _ in g.facts} - {v for _, v in g.facts}
+    roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
     facts = g.facts
     if n_facts is not None and n_facts < len(facts):
         facts = [facts[i] for i in sorted(rng.sample(range(len(facts)), rng.randint(n_facts, len(facts))))]
@@ -381,13 +384,18 @@ def lookup_layout(enc: tiktoken.Encoding, record: dict, rng, n_queries: int, lm:
     if graph:
         context = "".join(f" {u} {v} |" for u, v in facts)
     else:
-        context = " ".join(f"{'' if u in people else 'Every '}{u} is a {v}." for u, v in facts) + "\n"
+        context = " ".join(f"{'' if u in roots else 'Every '}{u} is a {v}." for u, v in facts) + "\n"
     ids = enc.encode_ordinary(context)
     labels = list(ids) if lm else [IGNORE] * len(ids)
+    persons = [x for x in sources if x in roots]
+    concepts = [x for x in sources if x not in roots]
     for _ in range(n_queries):
-        x = rng.choice(sources)
+        if people is None or not persons or not concepts:
+            x = rng.choice(sources)
+        else:
+            x = rng.choice(persons if rng.random() < people else concepts)
         c = rng.choice(children[x])
-        prompt = enc.encode_ordinary(f" [R] {x}" if graph else f"{'' if x in people else 'Every '}{x} is a")
+        prompt = enc.encode_ordinary(f" [R] {x}" if graph else f"{'' if x in roots else 'Every '}{x} is a")
         answer = enc.encode_ordinary(" " + c)
         end = [] if graph else enc.encode_ordinary(".\n")
         ids += prompt + answer + end

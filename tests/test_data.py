@@ -461,6 +461,13 @@ def test_lookup_layout(prosqa_record, render):
             assert len(asked) == 6 and set(asked) <= set(stated)
             counts.add(len(stated))
         assert counts == {2, 3, 4}
+        # people: that share of the queries asks about a person (Tom, Max), the rest about concepts
+        for share, want in ((1.0, {"Tom", "Max"}), (0.0, {"wumpus"})):
+            ids, _ = data.lookup_layout(enc, rec, random.Random(0), 40, people=share)
+            assert {x for x, _ in re.findall(r" \[R\] (\S+) (\S+)", enc.decode(ids))} == want
+        asked = [x for seed in range(20) for x, _ in re.findall(r" \[R\] (\S+) (\S+)", enc.decode(
+            data.lookup_layout(enc, rec, random.Random(seed), 6, people=0.5)[0]))]
+        assert 0.3 < sum(x != "wumpus" for x in asked) / len(asked) < 0.7
 
 
 @pytest.mark.parametrize("record, message", [

@@ -306,6 +306,7 @@ BAD_FLAGS = [
     (["--pretrain-until", "0"], "--pretrain-until 0.0: must be in (0, 1]"),
     (["--pretrain-until", "1.5"], "--pretrain-until 1.5: must be in (0, 1]"),
     (["--pretrain-facts", "0"], "--pretrain-facts 0: must be at least 1"),
+    (["--pretrain-people", "1.5"], "--pretrain-people 1.5: must be in [0, 1]"),
     (["--method", "icot", "--icot-delta", "0"], "--icot-delta 0.0: must be in (0, inf)"),
     (["--method", "icot", "--icot-lambda", "-1"], "--icot-lambda -1.0: must not be negative"),
     (["--out", "FILE"], "is a file, not a folder"),

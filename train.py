@@ -116,8 +116,9 @@ def parse_args(argv=None):
     p.add_argument("--markers", action=argparse.BooleanOptionalAction, default=True,
                    help="<bot> ... <eot> around the thoughts (the paper); --no-markers leaves them out (Zhu et al. "
                         "2025): the first thought is then the hidden state that predicted the first step at stage 0")
-    p.add_argument("--mix-prob", type=float, default=0.0, help="probability of training an example at a random stage 0..max-stage instead (the "
-                        "official code's uniform_prob, which may also pick a later stage)")
+    p.add_argument("--mix-prob", type=float, default=0.0,
+                   help="probability of training an example at a random stage 0..max-stage instead (the official "
+                        "code's uniform_prob, which may also pick a later stage)")
     p.add_argument("--stage0-epochs", type=int, default=None, help="epochs of stage 0 (default: --epochs-per-stage)")
     p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction, default=True,
                    help="a fresh AdamW at every stage (the paper); --no-reset-optimizer keeps its moments (Zhu et al.)")
@@ -144,7 +145,7 @@ def parse_args(argv=None):
     p.add_argument("--pretrain-people", type=float, default=None,
                    help="this share of the pretraining's queries asks about a person (a name that is nobody's child, "
                         "like the one each question asks about), the rest about concepts (default: every name with a "
-                        "child alike, about 2 in 13 persons on prosqa-small)")
+                        "child alike, which on prosqa-small asks about a person 1 time in 4)")
     p.add_argument("--pretrain-lm", action="store_true",
                    help="the pretraining's loss also covers every token of the facts (a language-model loss on the "
                         "question's own text), not only the queries' answers")

@@ -472,7 +472,10 @@ def starting_point(args):
             raise FileNotFoundError(f"{path}: stage {args.first} starts from the end of stage {args.first - 1}, "
                                     f"which is missing (run --stage {args.first - 1} first, or --stage 0..{args.last})")
         model, ckpt = load_checkpoint(path, meta=RUN_META)
-        check_same_model(path, ckpt, args)
+        # stage 0 writes every step and trains no thought (unless --mix-prob drew later stages),
+        # so stage 1 may start from it with another --c-thought
+        no_thought = args.first == 1 and not ckpt["meta"]["args"].get("mix_prob")
+        check_same_model(path, ckpt, args, skip=("c_thought",) if no_thought else ())
         return Start(args.first, 0, model, ckpt, path, ckpt["meta"]["history"])
     refuse_overwrite(args)
     return Start(PRETRAIN if args.pretrain_epochs else 0)

@@ -112,6 +112,18 @@ def test_resume_mid_stage(prosqa_dir, tmp_path, monkeypatch):
     assert_close(weights(tmp_path / "cut" / "stage1.pt"), weights(tmp_path / "full" / "stage1.pt"), rtol=0, atol=0)
 
 
+def test_stage1_from_stage0_with_another_c_thought(prosqa_dir, tmp_path, one_line_error):
+    """Stage 0 trains no thought, so --stage 1 may start from a stage0.pt made with another
+    --c-thought and ends with the weights of an uninterrupted run with the new value; a later
+    stage may not change it."""
+    run(prosqa_dir, tmp_path / "full", "--stage", "0..1", "--c-thought", "2")
+    run(prosqa_dir, tmp_path / "cut", "--stage", "0")
+    run(prosqa_dir, tmp_path / "cut", "--stage", "1", "--c-thought", "2")
+    assert_close(weights(tmp_path / "cut" / "stage1.pt"), weights(tmp_path / "full" / "stage1.pt"), rtol=0, atol=0)
+    one_line_error(train.main, ["--data-dir", prosqa_dir, "--out", str(tmp_path / "cut"), *TINY, "--stage", "2"],
+                   "stage1.pt: checkpoint from a different run (c_thought=2, asked for 1)")
+
+
 @pytest.mark.parametrize("when", ["after the first save", "before any save"])
 def test_ctrl_c_says_where_to_resume(prosqa_dir, tmp_path, capsys, monkeypatch, when):
     """Ctrl-C during training ends with one line saying where the run can be resumed from

@@ -191,7 +191,9 @@ def compare_table(runs):
     for run in runs:
         path, s = read_summary(run)
         a = s["args"]
-        method = a.get("method", "?") + ("" if a.get("markers", True) else ", no markers")
+        method = a.get("method", "?") + ("" if a.get("markers", True) else ", no markers") + \
+            (f", {a['c_thought']} thoughts per step" if a.get("c_thought", 1) != 1 else "") + \
+            (f", mix {a['mix_prob']:g}" if a.get("mix_prob") else "")  # the options that change what a row is
         minutes = s.get("minutes", sum(r["seconds"] for r in s["stages"]) / 60)  # summaries before "minutes"
         paper = PAPER.get(a.get("dataset"), {}).get(a.get("method"))
         rows.append((method, str(a.get("dataset", "?")), f"{s['test_acc']:.1%}", f"{s['test_tokens']:.1f}", f"{minutes:.1f}",

@@ -244,12 +244,15 @@ def test_compare_prints_table_1(tmp_path, capsys):
         (tmp_path / name / "summary.json").write_text(json.dumps(s))
         return str(tmp_path / name)
     runs = [summary("a", hardware="AMD EPYC, 1 thread", minutes=2.25),
-            summary("b", args={"method": "cot", "dataset": "prosqa-tiny", "markers": True}, test_acc=0.875)]
+            summary("b", args={"method": "cot", "dataset": "prosqa-tiny", "markers": True}, test_acc=0.875),
+            summary("c", args={"method": "coconut", "dataset": "prosqa-small", "markers": False, "c_thought": 2,
+                               "mix_prob": 0.1})]
     sample.main(["--compare", *runs])
-    head, a, b = capsys.readouterr().out.splitlines()
+    head, a, b, c = capsys.readouterr().out.splitlines()
     assert head.split()[:4] == ["method", "dataset", "test", "acc"]
     assert a.split() == ["coconut", "prosqa", "50.0%", "9.0", "2.2", "AMD", "EPYC,", "1", "thread", "97.0%", "/", "14.2"]
     assert b.split() == ["cot", "prosqa-tiny", "87.5%", "9.0", "1.5", "-", "-"]
+    assert c.startswith("coconut, no markers, 2 thoughts per step, mix 0.1  prosqa-small"), c
 
 
 @pytest.mark.parametrize("content, message", [(None, "cannot read it"), ("{", "not valid JSON"),

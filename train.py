@@ -472,13 +472,25 @@ def starting_point(args):
             raise FileNotFoundError(f"{path}: stage {args.first} starts from the end of stage {args.first - 1}, "
                                     f"which is missing (run --stage {args.first - 1} first, or --stage 0..{args.last})")
         model, ckpt = load_checkpoint(path, meta=RUN_META)
-        # stage 0 writes every step and trains no thought (unless --mix-prob drew later stages),
-        # so stage 1 may start from it with another --c-thought
-        no_thought = args.first == 1 and not ckpt["meta"]["args"].get("mix_prob")
-        check_same_model(path, ckpt, args, skip=("c_thought",) if no_thought else ())
+        # stage 0 trains no thought (unless --mix-prob drew later stages), so stage 1 may start
+        # from it with another --c-thought; and where both runs' stage 0 is plain chain of thought
+        # (Coconut without markers, CoT), from another method's
+        old = ckpt["meta"]["args"]
+        skip = () if args.first != 1 or old.get("mix_prob") else \
+            ("c_thought", "method") if plain_cot_stage0(old) and plain_cot_stage0(vars(args)) else ("c_thought",)
+        check_same_model(path, ckpt, args, skip=skip)
         return Start(args.first, 0, model, ckpt, path, ckpt["meta"]["history"])
     refuse_overwrite(args)
     return Start(PRETRAIN if args.pretrain_epochs else 0)
+
+
+def plain_cot_stage0(a):
+    """Whether stage 0 of a run with these arguments (a dict) trains on the question, every
+    written step and the answer, and nothing else: no markers, no skipped step, no iCoT removal."""
+    if a.get("method") == "icot" or a.get("mix_prob"):
+        return False
+    plan = coconut.Curriculum.of_run({"c_thought": 1, "max_stage": 1, "pad_latent_to_max": True, **a}, 0).plan(1)
+    return plan.n_skip == 0 and plan.n_thoughts == 0 and not plan.markers
 
 
 def refuse_overwrite(args):

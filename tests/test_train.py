@@ -124,6 +124,24 @@ def test_stage1_from_stage0_with_another_c_thought(prosqa_dir, tmp_path, one_lin
                    "stage1.pt: checkpoint from a different run (c_thought=2, asked for 1)")
 
 
+def test_coconut_stage1_from_a_cot_stage0(prosqa_dir, tmp_path, one_line_error):
+    """Without markers, Coconut's stage 0 is CoT's: --stage 1 from a CoT run's stage0.pt ends
+    with the weights of an uninterrupted Coconut run; with markers (<bot><eot> at stage 0) it
+    is refused, as is No-CoT's stage 0."""
+    run(prosqa_dir, tmp_path / "full", "--stage", "0..1", "--no-markers")
+    run(prosqa_dir, tmp_path / "cut", "--stage", "0", "--method", "cot")
+    shutil.copy(tmp_path / "cut" / "stage0.pt", tmp_path / "stage0.pt")
+    run(prosqa_dir, tmp_path / "cut", "--stage", "1", "--no-markers")
+    assert_close(weights(tmp_path / "cut" / "stage1.pt"), weights(tmp_path / "full" / "stage1.pt"), rtol=0, atol=0)
+    (tmp_path / "m").mkdir()
+    shutil.copy(tmp_path / "stage0.pt", tmp_path / "m" / "stage0.pt")
+    one_line_error(train.main, ["--data-dir", prosqa_dir, "--out", str(tmp_path / "m"), *TINY, "--stage", "1"],
+                   "checkpoint from a different run (method='cot', asked for 'coconut')")
+    run(prosqa_dir, tmp_path / "n", "--stage", "0", "--method", "no-cot")
+    one_line_error(train.main, ["--data-dir", prosqa_dir, "--out", str(tmp_path / "n"), *TINY, "--stage", "1",
+                                "--no-markers"], "checkpoint from a different run (method='no-cot', asked for 'coconut')")
+
+
 @pytest.mark.parametrize("when", ["after the first save", "before any save"])
 def test_ctrl_c_says_where_to_resume(prosqa_dir, tmp_path, capsys, monkeypatch, when):
     """Ctrl-C during training ends with one line saying where the run can be resumed from

@@ -300,6 +300,14 @@ def test_resume_from_crafted_meta(prosqa_dir, stage0_run, tmp_path, one_line_err
                                 "--resume"], f"latest.pt: {message}")
 
 
+@pytest.mark.parametrize("argv, limit", [([], 128), (["--dataset", "prontoqa"], 128), (["--dataset", "gsm8k"], 64),
+                                         (["--dataset", "prontoqa", "--max-new-tokens", "32"], 32)])
+def test_generation_limit_is_the_official_codes(argv, limit):
+    """Scoring generates up to 64 tokens on GSM8k and 128 elsewhere, as the official code does
+    (a ProntoQA chain with its answer is up to 69 word tokens); a flag given wins."""
+    assert train.parse_args(argv).max_new_tokens == limit
+
+
 def test_resume_flag_lists_cover_every_flag(prosqa_dir, stage0_run):
     """Every train.py argument is either part of the model's identity, fixed on resume, or
     free; changing only free ones (device, threads, scoring, context) resumes."""

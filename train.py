@@ -479,9 +479,9 @@ def starting_point(args):
         # stage 0 trains no thought (unless --mix-prob drew later stages), so stage 1 may start
         # from it with another --c-thought; and where both runs' stage 0 is plain chain of thought
         # (Coconut without markers, CoT), from another method's
-        old = ckpt["meta"]["args"]
-        skip = () if args.first != 1 or old.get("mix_prob") else \
-            ("c_thought", "method") if plain_cot_stage0(old) and plain_cot_stage0(vars(args)) else ("c_thought",)
+        old, skip = ckpt["meta"]["args"], ()
+        if args.first == 1 and not old.get("mix_prob"):
+            skip = ("c_thought", "method") if plain_cot_stage0(old) and plain_cot_stage0(vars(args)) else ("c_thought",)
         check_same_model(path, ckpt, args, skip=skip)
         return Start(args.first, 0, model, ckpt, path, ckpt["meta"]["history"])
     refuse_overwrite(args)

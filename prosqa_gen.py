@@ -259,6 +259,28 @@ def reshuffle(record, rng):
     a, b = (m[2], m[3]) if rng.random() < 0.5 else (m[3], m[2])
     return {**record, "question": " ".join(facts) + f" Is {m[1]} a {a} or {b}?"}
 
+
+def rename(record, rng, pools=(PEOPLE, CONCEPTS)):
+    """The same graph under fresh names: each person renamed to another person, each concept
+    to another concept (a new draw from its pool, consistent through the question, steps and
+    answer; names in no pool keep theirs). A model cannot then learn a training question by
+    its names, as Zhu et al.'s node numbers, drawn afresh, do not let it. Works on either
+    rendering: the names are whole words in both."""
+    words = set(re.findall(r"\w+", record["question"]))
+    new = {}
+    for pool in pools:
+        mine = [x for x in pool if x in words]
+        new.update(zip(mine, rng.sample(pool, len(mine))))
+    if not new:
+        return record
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, new)) + r")\b")
+    sub = lambda text: pattern.sub(lambda m: new[m[1]], text)  # noqa: E731
+    out = {**record, "question": sub(record["question"]), "steps": [sub(s) for s in record["steps"]],
+           "answer": sub(record["answer"])}
+    if "idx_to_symbol" in record:
+        out["idx_to_symbol"] = [new.get(x, x) for x in record["idx_to_symbol"]]
+    return out
+
 # -----------------------------------------------------------------------------
 # statistics
 

@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 import random
+import re
 import sys
 import time
 from contextlib import nullcontext
@@ -32,7 +33,7 @@ from tqdm import tqdm
 import coconut
 import data
 from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, write_json
-from prosqa_gen import GENERATED, reshuffle
+from prosqa_gen import CONCEPTS, GENERATED, PEOPLE, rename, reshuffle
 
 PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
 
@@ -77,7 +78,7 @@ SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage
               "render")
 RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
-                "reset_optimizer", "shuffle_facts", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries", "markers",
+                "reset_optimizer", "shuffle_facts", "rename", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries", "markers",
                 "pretrain_until", "icot_delta", "icot_lambda", "pretrain_lm", "pretrain_facts",
                 "pretrain_people")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
@@ -125,6 +126,10 @@ def parse_args(argv=None):
     p.add_argument("--shuffle-facts", action=argparse.BooleanOptionalAction, default=None,
                    help="ProsQA augmentation: every epoch, state each question's facts in a new order and redraw "
                         "the two candidates' order (Zhu et al.); default: off, on in the laptop recipes")
+    p.add_argument("--rename", action=argparse.BooleanOptionalAction, default=False,
+                   help="ProsQA augmentation: every epoch, give each question's people and concepts fresh names "
+                        "(drawn from those of the training split), so that no training question can be learned "
+                        "by its names")
     p.add_argument("--render", choices=data.RENDERS, default="text",
                    help="ProsQA as the paper's sentences (text), or compactly (graph: one token per name, facts "
                         "'u v |', the question '[Q] a b [R] person', each step one name; Zhu et al. 2025)")
@@ -366,10 +371,25 @@ def shuffled(record, rng):
     return data.reshuffle_graph(record, rng) if record.get("render") == "graph" else reshuffle(record, rng)
 
 
+def name_pools(examples):
+    """The people and the concepts that the records name (--rename draws from these)."""
+    seen = {w for r, _ in examples for w in re.findall(r"\w+", r["question"])}
+    return [x for x in PEOPLE if x in seen], [x for x in CONCEPTS if x in seen]
+
+
+def fresh(record, rng, args, pools):
+    """The record as this epoch shows it: renamed (--rename), then its facts reshuffled
+    (--shuffle-facts); None when neither is on (the stored tokens serve)."""
+    if not (args.rename or args.shuffle_facts):
+        return None
+    record = rename(record, rng, pools) if args.rename else record
+    return shuffled(record, rng) if args.shuffle_facts else record
+
+
 def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     """This rank's batches for one epoch: a seeded subset and order (the same on every
     rank and on a resumed run), bucketed by length so little compute goes to padding.
-    With args.shuffle_facts each question is rendered afresh (needs enc). The pretraining
+    With args.shuffle_facts or args.rename each question is rendered afresh (needs enc). The pretraining
     stage (PRETRAIN) lays out lookup queries instead of the curriculum."""
     rng = random.Random(f"{args.seed}-{stage}-{epoch}")
     order = list(range(len(examples)))
@@ -377,15 +397,16 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     per = epoch_rows(len(examples), args, world)
     order = order[:per * world]
     mine = order[rank * per:(rank + 1) * per]  # an equal share per rank
+    pools = name_pools(examples) if args.rename else None
     if stage == PRETRAIN:
-        recs = [shuffled(examples[i][0], rng) if args.shuffle_facts else examples[i][0] for i in mine]
+        recs = [fresh(examples[i][0], rng, args, pools) or examples[i][0] for i in mine]
         rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts,
                                    args.pretrain_people) + (None,)
                 for r in recs]
     else:
         curriculum = coconut.Curriculum.of_run(vars(args), stage)
         curricula = [curriculum.mixed(args.mix_prob, rng) for _ in order][rank * per:(rank + 1) * per]  # --mix-prob
-        exs = [data.tokenize(enc, shuffled(examples[i][0], rng)) if args.shuffle_facts else examples[i][1] for i in mine]
+        exs = [data.tokenize(enc, r) if (r := fresh(examples[i][0], rng, args, pools)) else examples[i][1] for i in mine]
         rows = [cur.layout(ex, sp) + (ex,) for ex, cur in zip(exs, curricula)]
     chunk = args.batch_size * 16
     batches = []
@@ -636,6 +657,9 @@ def train(args):
         log(f"{start.path}: stage {start.stage - 1} is already done; nothing to resume within --stage {args.stage}")
         return start.model, start.history
     enc, splits, model = model_and_data(args, start)
+    if args.rename and not has_graphs(splits["train"]):
+        raise data.DataError(f"{os.path.join(args.data_dir, f'{args.dataset}_train.json')}: --rename needs ProsQA "
+                             f"questions, whose people and concepts it redraws")
     sp, history = data.special_ids(enc), start.history
     model.to(device)
     if device.startswith("cpu") and args.dataset == "prosqa" and args.model == "small":

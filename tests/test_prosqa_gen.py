@@ -7,6 +7,7 @@ from collections import deque
 
 import pytest
 
+import data
 import prosqa_gen
 
 
@@ -287,3 +288,39 @@ def test_reshuffle_keeps_the_meaning(examples):
         orders.add(a == a2)
         assert {k: v for k, v in new.items() if k != "question"} == {k: v for k, v in ex.items() if k != "question"}
     assert orders == {True, False}
+
+
+@pytest.mark.parametrize("how", ["text", "graph"])
+def test_rename_is_the_same_graph_under_new_names(examples, how):
+    """Guards --rename: one consistent renaming through question, steps, answer and
+    idx_to_symbol, people to people and concepts to concepts, one-to-one; mapping the names
+    back gives the record again; seeded; over many draws nearly every name changes."""
+    recs = examples[:50] if how == "text" else data.render(examples[:50], "graph", "examples")
+    changed = total = 0
+    for i, ex in enumerate(recs):
+        new = prosqa_gen.rename(ex, random.Random(i))
+        assert new == prosqa_gen.rename(ex, random.Random(i))
+        back = dict(zip(new["idx_to_symbol"], ex["idx_to_symbol"]))
+        assert len(back) == len(ex["idx_to_symbol"])  # one-to-one
+        for old, renamed in back.items():
+            assert (old in prosqa_gen.PEOPLE) == (renamed in prosqa_gen.PEOPLE)
+            assert (old in prosqa_gen.CONCEPTS) == (renamed in prosqa_gen.CONCEPTS)
+        undo = lambda text: re.sub(r"\w+", lambda m: back.get(m[0], m[0]), text)  # noqa: E731
+        assert undo(new["question"]) == ex["question"] and undo(new["answer"]) == ex["answer"]
+        assert [undo(x) for x in new["steps"]] == ex["steps"]
+        assert {k: v for k, v in new.items() if k not in ("question", "steps", "answer", "idx_to_symbol")} == \
+            {k: v for k, v in ex.items() if k not in ("question", "steps", "answer", "idx_to_symbol")}
+        changed += sum(a != b for a, b in back.items())
+        total += len(back)
+    assert changed > 0.8 * total
+
+
+def test_rename_keeps_names_outside_its_pools():
+    """A name in no pool, and words that only contain a pool's name, stay as they are."""
+    rec = {"question": "Zed is a wumpus. Every wumpus is a yumpuses. Is Zed a wumpus or yumpuses?",
+           "steps": ["Zed is a wumpus."], "answer": "Zed is a wumpus."}
+    new = prosqa_gen.rename(rec, random.Random(0), pools=(["Zed", "Ann"], ["wumpus", "rompus"]))
+    person, concept = new["answer"][:-1].split(" is a ")
+    assert {person, concept} <= {"Zed", "Ann", "wumpus", "rompus"} and "yumpuses" in new["question"]
+    assert len(re.findall(rf"\b{concept}\b", new["question"])) == 3 and new["question"].count(person) == 2
+    assert "idx_to_symbol" not in new

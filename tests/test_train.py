@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.testing import assert_close
 
+import data
 import prosqa_gen
 import train
 from model import load_checkpoint
@@ -269,7 +270,7 @@ RESUME_CHANGES = [["--seed", "1"], ["--lr", "1e-3"], ["--batch-size", "4"], ["--
                   ["--grad-clip", "0.5"], ["--train-frac", "0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
                   ["--epochs-per-stage", "3"], ["--stage0-epochs", "2"], ["--final-epochs", "2"],
                   ["--no-reset-optimizer"], ["--shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"],
-                  ["--pretrain-epochs", "1"], ["--pretrain-queries", "2"], ["--pretrain-until", "0.5"], ["--no-markers"]]
+                  ["--pretrain-epochs", "1"], ["--pretrain-queries", "2"], ["--pretrain-until", "0.5"], ["--no-markers"], ["--rename"]]
 
 
 @pytest.mark.parametrize("change", RESUME_CHANGES, ids=lambda c: c[0])
@@ -465,6 +466,46 @@ def test_pretraining_then_curriculum_in_the_graph_rendering(prosqa_dir, tmp_path
     sample.main(["--ckpt", str(out / "stage1.pt"), "--n", "1"])
     shown = capsys.readouterr().out
     assert "[Q]" in shown and "latent search: P(concept) after '###'" in shown
+
+
+def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_error):
+    """--rename: every epoch each question comes under fresh names and still answers right
+    (its steps a path from the person through the facts to the answer, one of the two
+    candidates); without it nothing is drawn, so --shuffle-facts alone renders exactly as
+    before; a run with it trains (pretraining included) and differs from one without; on
+    data that is not ProsQA it is one line naming the file, before anything is written."""
+    args = train.parse_args(["--data-dir", prosqa_dir, *TINY, *GRAPH, "--rename"])
+    enc, splits = train.load_data(args)
+    pools = train.name_pools(splits["train"])
+    named = {x for r, _ in splits["train"] for x in r["idx_to_symbol"]}
+    assert set(pools[0]) == named & set(prosqa_gen.PEOPLE) and set(pools[1]) == named & set(prosqa_gen.CONCEPTS)
+    rng, moved = random.Random(0), 0
+    for rec, _ in splits["train"]:
+        new = train.fresh(rec, rng, args, pools)
+        g = data.read_graph(new)
+        children = {}
+        for u, v in g.facts:
+            children.setdefault(u, set()).add(v)
+        path = [g.person, *g.path]
+        assert all(b in children.get(a, ()) for a, b in zip(path, path[1:]))
+        assert g.answer == path[-1] and g.answer in g.candidates
+        moved += g.person != data.read_graph(rec).person
+    assert moved > len(splits["train"]) // 2
+    plain = train.parse_args(["--data-dir", prosqa_dir, *TINY, *GRAPH])
+    a, b = random.Random(1), random.Random(1)
+    assert [train.fresh(r, a, plain, None) for r, _ in splits["train"]] == \
+        [train.shuffled(r, b) for r, _ in splits["train"]]
+    assert train.fresh(rec, a, train.parse_args(["--no-shuffle-facts"]), None) is None
+
+    renamed = run(prosqa_dir, tmp_path / "renamed", *GRAPH, "--rename", "--pretrain-epochs", "1", "--stage", "0")
+    same = run(prosqa_dir, tmp_path / "same", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
+    assert [h["stage"] for h in renamed] == [-1, 0] and renamed[0]["train_loss"] != same[0]["train_loss"]
+
+    pq = tmp_path / "pq"
+    prosqa_gen.write_splits(str(pq), 0, n_train=8, n_valid=4, n_test=4, quiet=True, dataset="prontoqa")
+    one_line_error(train.main, ["--data-dir", str(pq), "--dataset", "prontoqa", *TINY, "--rename",
+                                "--out", str(tmp_path / "pq-run")], "prontoqa_train.json: --rename needs ProsQA")
+    assert not (tmp_path / "pq-run").exists()
 
 
 def test_pretrain_until_ends_the_pretraining(prosqa_dir, tmp_path):

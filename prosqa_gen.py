@@ -260,6 +260,13 @@ def reshuffle(record, rng):
     return {**record, "question": " ".join(facts) + f" Is {m[1]} a {a} or {b}?"}
 
 
+def name_pools(records):
+    """The people and the concepts that the records' questions name (what rename draws from,
+    so that every new name is one the vocabulary knows)."""
+    seen = {w for r in records for w in re.findall(r"\w+", r["question"])}
+    return [x for x in PEOPLE if x in seen], [x for x in CONCEPTS if x in seen]
+
+
 def rename(record, rng, pools=(PEOPLE, CONCEPTS)):
     """The same graph under fresh names: each person renamed to another person, each concept
     to another concept (a new draw from its pool, consistent through the question, steps and
@@ -285,6 +292,18 @@ def rename(record, rng, pools=(PEOPLE, CONCEPTS)):
 # statistics
 
 
+def walker_reaches(children, node, target, k):
+    """The chance that a walk of at most k steps from node, each to a child drawn at random
+    (stopping at a leaf), reaches target: what a model that follows some path from the person
+    and answers the candidate it reached, without looking ahead, gets right (the rest a coin
+    flip between the two candidates)."""
+    if node == target:
+        return 1.0
+    if k == 0 or not children[node]:
+        return 0.0
+    return sum(walker_reaches(children, c, target, k - 1) for c in children[node]) / len(children[node])
+
+
 def graph_stats(record):
     """Graph statistics of one record, recomputed from its edges alone."""
     n = len(record["idx_to_symbol"])
@@ -307,6 +326,7 @@ def graph_stats(record):
         "target_first": record["question"].endswith(
             f" a {names[record['target']]} or {names[record['neg_target']]}?"),
         "neg_reachable": record["neg_target"] in dist,
+        "walker": 0.5 + 0.5 * walker_reaches(children, record["root"], record["target"], len(record["steps"])),
     }
 
 
@@ -340,6 +360,7 @@ def summarize(records):
         "reachable": spread(col("reachable")),
         "target_first_pct": 100 * sum(col("target_first")) / len(stats),
         "neg_reachable": sum(col("neg_reachable")),
+        "walker_pct": 100 * sum(col("walker")) / len(stats),
     }
 
 
@@ -357,6 +378,7 @@ PAPER = [  # (row, summary key, the value the paper reports or its released Pros
     ("reachable from the person", "reachable", "13.4"),
     ("target first %", "target_first_pct", "50"),
     ("neg target reachable", "neg_reachable", "0"),
+    ("random walker's accuracy %", "walker_pct", "not reported"),
 ]
 
 

@@ -15,20 +15,23 @@ shortest path to the target.
     python sample.py --question "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or zumpus?"
     python sample.py --eval --latent 3                # accuracy on the whole test split with 3 thoughts
     python sample.py --ckpt out/prosqa-coconut/stage3.pt --eval --split valid
+    python sample.py --ckpt out/prosqa-coconut/stage3.pt --eval --split train --n 1000 --rename 0   # memorised?
     python sample.py --compare out/prosqa-tiny-coconut out/prosqa-tiny-cot   # the paper's Table 1 for these runs
 """
 
 import argparse
 import json
 import os
+import random
 import textwrap
 import time
 from dataclasses import replace
 
 import coconut
-from data import RENDERS, encode, encoding_from_state, extract_answer, load_split, render, special_ids, tokenize
+from data import (RENDERS, DataError, encode, encoding_from_state, extract_answer, load_split, read_graph, render,
+                  special_ids, tokenize)
 from model import load_checkpoint, pick_device
-from prosqa_gen import shortest_paths
+from prosqa_gen import name_pools, rename, shortest_paths
 
 THOUGHTLESS = ("cot", "no-cot", "icot")  # methods whose prompt never holds thoughts: --latent does not apply
 
@@ -224,6 +227,9 @@ def build_parser():
     p.add_argument("--data-dir", type=str, default=None,
                    help="data folder (default: the one the checkpoint was trained on)")
     p.add_argument("--eval", action="store_true", help="print accuracy and mean generated tokens over the split")
+    p.add_argument("--rename", type=int, default=None, metavar="SEED",
+                   help="ProsQA: ask the questions under fresh names (drawn with this seed): a model that scores "
+                        "lower so on its training split than under the stored names has learned questions by their names")
     p.add_argument("--batch-size", type=int, default=64, help="questions decoded at once with --eval")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="generation limit (default: the checkpoint's, else 64)")
@@ -278,6 +284,17 @@ def check_run_args(path, targs, stage):
                          f"max_stage {targs['max_stage']}, stage {stage}: not a run train.py can make") from None
 
 
+def renamed(records, seed, source):
+    """The records under fresh names (sample.py --rename): ProsQA questions only."""
+    try:
+        for r in records[:8]:
+            read_graph(r)
+    except ValueError:
+        raise DataError(f"{source}: --rename needs ProsQA questions, whose people and concepts it redraws") from None
+    rng, pools = random.Random(seed), name_pools(records)
+    return [rename(r, rng, pools) for r in records]
+
+
 def run(args):
     """Load the checkpoint, then answer --question, show --n questions of the split, or --eval it."""
     path = args.ckpt or os.path.join("out", f"{args.dataset}-{args.method}", "latest.pt")
@@ -308,7 +325,10 @@ def run(args):
     curriculum = coconut.Curriculum.of_run(targs, stage, latent)
     dataset = targs["dataset"]
     data_dir = args.data_dir or targs.get("data_dir", "data")
-    records = render(load_split(dataset, args.split, data_dir), how, os.path.join(data_dir, f"{dataset}_{args.split}.json"))
+    source = os.path.join(data_dir, f"{dataset}_{args.split}.json")
+    records = render(load_split(dataset, args.split, data_dir), how, source)
+    if args.rename is not None:
+        records = renamed(records, args.rename, source)
     if not args.eval:
         for i, rec in enumerate(records[:args.n or 3]):
             show_question(model, enc, sp, rec, curriculum, args, f"{dataset} {args.split} #{i}")

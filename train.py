@@ -20,7 +20,6 @@ import argparse
 import math
 import os
 import random
-import re
 import sys
 import time
 from contextlib import nullcontext
@@ -33,7 +32,7 @@ from tqdm import tqdm
 import coconut
 import data
 from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, write_json
-from prosqa_gen import CONCEPTS, GENERATED, PEOPLE, rename, reshuffle
+from prosqa_gen import GENERATED, name_pools, rename, reshuffle
 
 PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
 
@@ -371,12 +370,6 @@ def shuffled(record, rng):
     return data.reshuffle_graph(record, rng) if record.get("render") == "graph" else reshuffle(record, rng)
 
 
-def name_pools(examples):
-    """The people and the concepts that the records name (--rename draws from these)."""
-    seen = {w for r, _ in examples for w in re.findall(r"\w+", r["question"])}
-    return [x for x in PEOPLE if x in seen], [x for x in CONCEPTS if x in seen]
-
-
 def fresh(record, rng, args, pools):
     """The record as this epoch shows it: renamed (--rename), then its facts reshuffled
     (--shuffle-facts); None when neither is on (the stored tokens serve)."""
@@ -397,7 +390,7 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     per = epoch_rows(len(examples), args, world)
     order = order[:per * world]
     mine = order[rank * per:(rank + 1) * per]  # an equal share per rank
-    pools = name_pools(examples) if args.rename else None
+    pools = name_pools([r for r, _ in examples]) if args.rename else None
     if stage == PRETRAIN:
         recs = [fresh(examples[i][0], rng, args, pools) or examples[i][0] for i in mine]
         rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts,

@@ -182,6 +182,19 @@ def test_statistics_match_the_paper(many, summary):  # the default size is the p
     assert summary["neg_reachable"] == 0
 
 
+def test_random_walker_accuracy():
+    """The walker statistic on a graph worked out by hand: from Tom, wumpus (then yumpus, the
+    target) or rompus (a leaf) with one chance in two each; a walk too short, or from a leaf,
+    never reaches it. Accuracy: reached, or a coin flip."""
+    rec = {"question": "", "steps": ["a", "b"], "answer": "",
+           "idx_to_symbol": ["Tom", "Max", "wumpus", "rompus", "yumpus", "zumpus"],
+           "edges": [[0, 2], [0, 3], [1, 5], [2, 4]], "root": 0, "target": 4, "neg_target": 5}
+    assert prosqa_gen.graph_stats(rec)["walker"] == 0.75
+    assert prosqa_gen.graph_stats({**rec, "steps": ["a"]})["walker"] == 0.5
+    children = [[2, 3], [5], [4], [], [], []]
+    assert prosqa_gen.walker_reaches(children, 3, 4, 5) == 0 and prosqa_gen.walker_reaches(children, 2, 4, 1) == 1
+
+
 def test_table_has_every_row(summary):
     """Guards the printed table: one line per statistic, generated next to the paper's value."""
     table = prosqa_gen.format_table(summary)

@@ -92,6 +92,30 @@ def test_eval_matches_evaluate(run, capsys):
     assert line.startswith(want), (line, want)
 
 
+def test_eval_under_new_names(run, capsys, monkeypatch, tmp_path, one_line_error):
+    """--rename SEED scores the split's questions under fresh names: exactly what
+    coconut.evaluate gives on those records, the same for the same seed; on data that is not
+    ProsQA it is one line naming the file."""
+    seen = []
+    evaluate = coconut.evaluate
+    monkeypatch.setattr(coconut, "evaluate", lambda model, examples, *a, **k: seen.append(examples) or
+                        evaluate(model, examples, *a, **k))
+    for seed in (0, 0, 1):
+        sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "2", "--rename", str(seed)])
+    records = run["records"]["test"]
+    want = sample.renamed(records, 0, "test")
+    assert [r for r, _ in seen[0]] == want == [r for r, _ in seen[1]] != [r for r, _ in seen[2]]
+    assert all(a["question"] != b["question"] for a, b in zip(want, records))
+    lines = [x for x in capsys.readouterr().out.splitlines() if "accuracy" in x]
+    assert len(lines) == 3 and lines[0].split(",")[0] == lines[1].split(",")[0]
+    pq = tmp_path / "mine_test.json"
+    pq.write_text(json.dumps([{"question": "Sam is a wumpus. True or false: Sam is a yumpus.", "steps": [],
+                               "answer": "False"}]))
+    ckpt = run["save"]("pq.pt", data_dir=str(tmp_path), dataset="mine")
+    one_line_error(sample.main, ["--ckpt", ckpt, "--eval", "--rename", "0"],
+                   "mine_test.json: --rename needs ProsQA questions")
+
+
 def test_graph_marks_small_graph():
     """Depths from the person and shortest-path marks on a hand-made graph with two shortest
     paths to the target, a longer detour, a dead end and another person's branch."""

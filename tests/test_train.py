@@ -476,7 +476,7 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
     data that is not ProsQA it is one line naming the file, before anything is written."""
     args = train.parse_args(["--data-dir", prosqa_dir, *TINY, *GRAPH, "--rename"])
     enc, splits = train.load_data(args)
-    pools = train.name_pools(splits["train"])
+    pools = prosqa_gen.name_pools([r for r, _ in splits["train"]])
     named = {x for r, _ in splits["train"] for x in r["idx_to_symbol"]}
     assert set(pools[0]) == named & set(prosqa_gen.PEOPLE) and set(pools[1]) == named & set(prosqa_gen.CONCEPTS)
     rng, moved = random.Random(0), 0

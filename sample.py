@@ -28,8 +28,8 @@ import time
 from dataclasses import replace
 
 import coconut
-from data import (RENDERS, DataError, encode, encoding_from_state, extract_answer, load_split, read_graph, render,
-                  special_ids, tokenize)
+from data import (RENDERS, encode, encoding_from_state, extract_answer, load_split, need_graphs, render, special_ids,
+                  tokenize)
 from model import load_checkpoint, pick_device
 from prosqa_gen import name_pools, rename, shortest_paths
 
@@ -286,11 +286,7 @@ def check_run_args(path, targs, stage):
 
 def renamed(records, seed, source):
     """The records under fresh names (sample.py --rename): ProsQA questions only."""
-    try:
-        for r in records[:8]:
-            read_graph(r)
-    except ValueError:
-        raise DataError(f"{source}: --rename needs ProsQA questions, whose people and concepts it redraws") from None
+    need_graphs(records, source, "--rename")
     rng, pools = random.Random(seed), name_pools(records)
     return [rename(r, rng, pools) for r in records]
 

@@ -591,14 +591,6 @@ def finish(args, model, test, enc, sp, history, log):
     log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
 
 
-def has_graphs(examples):
-    """Whether the records are ProsQA questions, whose lookup can be measured."""
-    try:
-        return bool(examples) and all(data.read_graph(r) for r, _ in examples[:8])
-    except ValueError:
-        return False
-
-
 LOOKUP_NOTE = ("lookup: after each question, is the model's next name a child of the person asked about that starts "
                "a shortest path to the answer (first), or any child (child)? A model from scratch must learn this "
                "lookup first; guessing among the graph's names or the person's children is shown beside it")
@@ -650,9 +642,9 @@ def train(args):
         log(f"{start.path}: stage {start.stage - 1} is already done; nothing to resume within --stage {args.stage}")
         return start.model, start.history
     enc, splits, model = model_and_data(args, start)
-    if args.rename and not has_graphs(splits["train"]):
-        raise data.DataError(f"{os.path.join(args.data_dir, f'{args.dataset}_train.json')}: --rename needs ProsQA "
-                             f"questions, whose people and concepts it redraws")
+    if args.rename:
+        data.need_graphs([r for r, _ in splits["train"]], os.path.join(args.data_dir, f"{args.dataset}_train.json"),
+                         "--rename")
     sp, history = data.special_ids(enc), start.history
     model.to(device)
     if device.startswith("cpu") and args.dataset == "prosqa" and args.model == "small":
@@ -662,7 +654,7 @@ def train(args):
     log(f"data: {', '.join(f'{s} {len(v)}' for s, v in splits.items())}; effective batch "
         f"{args.batch_size * args.grad_accum * world}; method {args.method}; out {args.out}")
     objective = objective_of(model, args.compile, ddp)
-    lookup = has_graphs(splits["valid"])  # ProsQA: the lookup metric is logged every epoch
+    lookup = data.has_graphs([r for r, _ in splits["valid"]])  # ProsQA: the lookup metric is logged every epoch
     if lookup:
         log(LOOKUP_NOTE)
     if args.method == "icot":  # the longest written chain: the optimizer renewals stop once it is gone

@@ -353,6 +353,24 @@ def probe_thoughts(model, prompt, sp, topk=5):
 
 
 @torch.no_grad()
+def last_thoughts(model, prompts, sp, batch_size=64):
+    """The top token of each prompt's last continuous thought read through the LM head
+    (what probe_thoughts gives as the last thought's first entry), batched by thought
+    count; None for a prompt without thoughts. sample.py --eval sets it beside the answer."""
+    counts = [p.count(sp.latent) for p in prompts]
+    out = [None] * len(prompts)
+    for k in sorted(set(counts) - {0}):
+        rows = [i for i, c in enumerate(counts) if c == k]
+        for s in range(0, len(rows), batch_size):
+            idx = rows[s:s + batch_size]
+            batch = collate([prompts[i] for i in idx], sp).to(model.lm_head.weight.device)
+            _, thoughts = thought_passes(model, batch, model.new_cache(len(idx), batch.ids.size(1)))
+            for i, t in zip(idx, model.logits(thoughts[-1]).argmax(-1).tolist()):
+                out[i] = t
+    return out
+
+
+@torch.no_grad()
 def next_token_probs(model, prompts, sp):
     """Next-token distribution (B, V) after each prompt, thoughts filled in: used by
     sample.py to see which concepts the model weighs after k thoughts."""

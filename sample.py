@@ -28,8 +28,8 @@ import time
 from dataclasses import replace
 
 import coconut
-from data import (RENDERS, encode, encoding_from_state, extract_answer, load_split, need_graphs, render, special_ids,
-                  tokenize)
+from data import (RENDERS, encode, encoding_from_state, extract_answer, has_graphs, load_split, need_graphs, read_graph,
+                  render, special_ids, tokenize)
 from model import load_checkpoint, pick_device
 from prosqa_gen import name_pools, rename, shortest_paths
 
@@ -105,6 +105,24 @@ def search_table(rec, probs, enc, top=3):
         cells = "".join(f"  {c[r]:4.2f} {bar(c[r]) if r in t else '':<4}" for c, t in zip(cols, tops))
         lines.append(f"  {mark:<6}{names[v]:<{w}}{cells}".rstrip())
     return "\n".join(lines)
+
+
+def last_thought_line(records, outputs, last, enc):
+    """One line: what the last thought names (coconut.last_thoughts: its top token through
+    the LM head, a name matched by its first token, as in the search view), the target, the
+    decoy or another name, each with how often the answer was right. It tells a search that
+    went wrong (the last thought on the decoy) from a right search answered wrongly."""
+    seen = {"target": [0, 0], "decoy": [0, 0], "another name": [0, 0]}
+    for rec, out, tok in zip(records, outputs, last):
+        g = read_graph(rec)
+        if tok is None or g.answer not in g.candidates:
+            continue
+        decoy = next(c for c in g.candidates if c != g.answer)
+        first = lambda name: encode(enc, " " + name)[0]  # noqa: E731
+        kind = "target" if tok == first(g.answer) else "decoy" if tok == first(decoy) else "another name"
+        seen[kind][0] += 1
+        seen[kind][1] += out["correct"]
+    return "last thought (its top token): " + ", ".join(f"{k} {n} (answer right {r})" for k, (n, r) in seen.items())
 
 
 # ----------------------------------------------------------------------------- printing
@@ -344,6 +362,10 @@ def run(args):
     n_ok = sum(o["correct"] for o in res["outputs"])
     print(f"{dataset} {args.split}: accuracy {100 * res['acc']:.1f}% ({n_ok}/{res['n']}), "
           f"{res['tokens']:.1f} tokens/question{shown}, {time.time() - t0:.1f} s")
+    if curriculum.method not in THOUGHTLESS and has_graphs(records):
+        last = coconut.last_thoughts(model, prompts, sp, args.batch_size)
+        if any(t is not None for t in last):
+            print(last_thought_line(records, res["outputs"], last, enc))
 
 
 if __name__ == "__main__":

@@ -267,6 +267,18 @@ def test_probe_thoughts_reads_hidden_states(tiny_gpt):
     torch.testing.assert_close(probes[0][0][1], p0.max().item(), rtol=0, atol=1e-5)
 
 
+def test_last_thoughts_batched_equals_one_by_one(tiny_gpt):
+    """last_thoughts, over prompts of different lengths and thought counts batched together,
+    gives each prompt's probe_thoughts top token of its last thought, and None without one."""
+    model = tiny_gpt(seed=6, block_scale=5, **SIZE)  # whose thoughts depend on the context
+    prompts = [[5, 6, 7, SP.bot, SP.latent, SP.latent, SP.eot], [9, 5, SP.bot, SP.latent, SP.eot],
+               [8, 7, 6, 5, 9, SP.bot, SP.latent, SP.latent, SP.eot], [5, 6, SP.bot, SP.eot],
+               [7, 7, SP.bot, SP.latent, SP.latent, SP.latent, SP.eot], [6, 9, 9, 8, SP.bot, SP.latent, SP.eot]]
+    want = [coconut.probe_thoughts(model, p, SP, 1)[-1][0][0] if SP.latent in p else None for p in prompts]
+    assert coconut.last_thoughts(model, prompts, SP, batch_size=2) == want
+    assert len({w for w in want if w is not None}) > 1  # the prompts' thoughts differ: order matters
+
+
 def test_tiny_model_overfits_prosqa_at_stage_2(tiny_gpt):
     """Eight ProsQA examples at stage 2 (two thoughts in place of two steps): 100 AdamW
     steps take the loss from ln(vocab) = 5.8 to below 0.05 (measured: 0.014). A model

@@ -81,7 +81,7 @@ def test_cot_ignores_latent(run, capsys):
 def test_eval_matches_evaluate(run, capsys):
     """--eval prints the accuracy and token numbers that coconut.evaluate gives on the same split."""
     sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "2", "--batch-size", "3"])
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    line = next(x for x in capsys.readouterr().out.splitlines() if " accuracy " in x)
     enc, sp = run["enc"], data.special_ids(run["enc"])
     examples = [(r, data.tokenize(enc, r)) for r in run["records"]["test"]]
     plan = coconut.Curriculum.of_run(ARGS, 6, 2)
@@ -90,6 +90,50 @@ def test_eval_matches_evaluate(run, capsys):
     assert len(examples) == 8
     want = f"prosqa test: accuracy {100 * res['acc']:.1f}% ({n_ok}/8), {res['tokens']:.1f} tokens/question, latent 2, "
     assert line.startswith(want), (line, want)
+
+
+def test_eval_reads_the_last_thought(run, capsys):
+    """--eval then says what each question's last thought names, read one prompt at a time
+    through probe_thoughts: the target, the decoy or another name, with the right answers
+    of each; the counts add up to the split and to its right answers."""
+    sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "2", "--batch-size", "3"])
+    out = capsys.readouterr().out.splitlines()
+    n_ok = int(re.search(r"\((\d+)/8\)", next(x for x in out if " accuracy " in x))[1])
+    enc, sp = run["enc"], data.special_ids(run["enc"])
+    plan = coconut.Curriculum.of_run(ARGS, 6, 2)
+    want = {"target": 0, "decoy": 0, "another name": 0}
+    for rec in run["records"]["test"]:
+        tok = coconut.probe_thoughts(run["model"], plan.prompt(data.tokenize(enc, rec), sp), sp, 1)[-1][0][0]
+        g = data.read_graph(rec)
+        first = {data.encode(enc, " " + c)[0]: "target" if c == g.answer else "decoy" for c in g.candidates}
+        want[first.get(tok, "another name")] += 1
+    line = out[-1]
+    got = {k: (int(n), int(r)) for k, n, r in re.findall(r"(target|decoy|another name) (\d+) \(answer right (\d+)\)", line)}
+    assert line.startswith("last thought (its top token): ") and len(got) == 3, line
+    assert {k: n for k, (n, _) in got.items()} == want
+    assert sum(r for _, r in got.values()) == n_ok and all(r <= n for n, r in got.values())
+
+
+def test_last_thought_line_sorts_by_the_candidates(run):
+    """last_thought_line puts a thought naming the answer under target, the other concept
+    offered under decoy, anything else under another name, each with its right answers."""
+    enc = run["enc"]
+    recs = run["records"]["test"][:5]
+    first = lambda name: data.encode(enc, " " + name)[0]  # noqa: E731
+    gs = [data.read_graph(r) for r in recs]
+    decoy = lambda g: next(c for c in g.candidates if c != g.answer)  # noqa: E731
+    last = [first(gs[0].answer), first(decoy(gs[1])), first(gs[2].person), None, first(gs[4].answer)]
+    outputs = [{"correct": c} for c in (True, False, True, True, False)]
+    assert sample.last_thought_line(recs, outputs, last, enc) == (
+        "last thought (its top token): target 2 (answer right 1), decoy 1 (answer right 0), "
+        "another name 1 (answer right 1)")
+
+
+def test_eval_without_thoughts_says_nothing_of_them(run, capsys):
+    """With no thought in the prompts (--latent 0) there is no last-thought line."""
+    sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "0"])
+    out = capsys.readouterr().out
+    assert " accuracy " in out and "last thought" not in out
 
 
 def test_eval_under_new_names(run, capsys, monkeypatch, tmp_path, one_line_error):

@@ -596,6 +596,12 @@ LOOKUP_NOTE = ("lookup: after each question, is the model's next name a child of
                "lookup first; guessing among the graph's names or the person's children is shown beside it")
 
 
+def writes_steps(args):
+    """Whether the method's stage 0 writes the first step right after the question, where the
+    lookup metric reads the next name (No-CoT and pause answer at once: they would score 0)."""
+    return coconut.Curriculum.of_run(vars(args), 0).plan(1).n_skip == 0
+
+
 def validate(model, valid, enc, sp, args, stage, lookup):
     """The validation figures of one epoch: accuracy and tokens of greedy answers at this
     stage (not in the pretraining), and the lookup metric on ProsQA."""
@@ -604,7 +610,7 @@ def validate(model, valid, enc, sp, args, stage, lookup):
         ev = coconut.evaluate(model, valid, enc, sp, coconut.Curriculum.of_run(vars(args), stage),
                               max_new_tokens=args.max_new_tokens)
         out.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"])
-    if lookup:
+    if lookup and (stage == PRETRAIN or writes_steps(args)):
         # after the question as stage 0 writes it; in the pretraining, the bare question
         first = None if stage == PRETRAIN else coconut.Curriculum.of_run(vars(args), 0)
         lk = coconut.lookup_accuracy(model, valid, enc, sp, first)
@@ -656,7 +662,8 @@ def train(args):
     objective = objective_of(model, args.compile, ddp)
     lookup = data.has_graphs([r for r, _ in splits["valid"]])  # ProsQA: the lookup metric is logged every epoch
     if lookup:
-        log(LOOKUP_NOTE)
+        log(LOOKUP_NOTE + ("" if writes_steps(args) else f"; method {args.method} writes no step after the question, "
+                           "so it is measured in the pretraining only"))
     if args.method == "icot":  # the longest written chain: the optimizer renewals stop once it is gone
         longest = max(sum(map(len, ex["steps"])) for _, ex in splits["train"])
 

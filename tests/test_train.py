@@ -468,6 +468,19 @@ def test_pretraining_then_curriculum_in_the_graph_rendering(prosqa_dir, tmp_path
     assert "[Q]" in shown and "latent search: P(concept) after '###'" in shown
 
 
+
+def test_no_cot_reads_the_lookup_in_the_pretraining_only(prosqa_dir, tmp_path, capsys):
+    """No-CoT writes no step after the question, where the lookup metric reads the next
+    name: it is logged in the pretraining, then left out (and the log says why), rather
+    than a 0% that reads as measured."""
+    history = run(prosqa_dir, tmp_path / "run", *GRAPH, "--pretrain-epochs", "1", "--method", "no-cot",
+                  "--stage", "0..0")
+    assert [(h["stage"], "lookup_child" in h) for h in history] == [(-1, True), (0, False)]
+    text = capsys.readouterr().out
+    assert "method no-cot writes no step after the question, so it is measured in the pretraining only" in text
+    assert "stage 0 epoch 1/1: loss" in text and "lookup first" not in text.split("stage 0 epoch 1/1")[1]
+
+
 def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_error):
     """--rename: every epoch each question comes under fresh names and still answers right
     (its steps a path from the person through the facts to the answer, one of the two

@@ -172,7 +172,8 @@ def parse_args(argv=None):
     p.add_argument("--compile", action="store_true", help="torch.compile the model (fused GPU kernels); the uncompiled module is saved")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", default=None, help="run folder (default out/<dataset>-<method>)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt, within the stage range given")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt, within the stage range given; with the "
+                   "constant schedule a larger --final-epochs trains the last stage on, even a finished one")
     args = p.parse_args(argv)
     if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
         args.max_stage = 0
@@ -330,7 +331,8 @@ def check_exact_resume(path, ckpt, args):
     """--resume ends with the weights of an uninterrupted run only if nothing in RESUME_FIXED
     changed; name the first flag that did. (A checkpoint older than a flag does not store it.)"""
     old, m = ckpt["meta"]["args"], ckpt["meta"]
-    for k in (k for k in RESUME_FIXED if k in old and not (k == "pretrain_epochs" and pretraining_may_change(m, args))):
+    free = {"pretrain_epochs": pretraining_may_change(m, args), "final_epochs": last_stage_may_grow(m, args)}
+    for k in (k for k in RESUME_FIXED if k in old and not free.get(k)):
         new = getattr(args, k)
         same = os.path.normpath(str(old[k])) == os.path.normpath(new) if k == "data_dir" else old[k] == new
         if not same:
@@ -345,6 +347,15 @@ def pretraining_may_change(meta, args):
     fresh start with that --pretrain-epochs would give."""
     return (meta["stage"] == PRETRAIN and not meta["stage_done"] and args.schedule == "constant"
             and args.pretrain_epochs >= meta["epoch"])
+
+
+def last_stage_may_grow(meta, args):
+    """A run in (or at the end of) the curriculum's last stage, the one --final-epochs sizes,
+    may resume with a larger --final-epochs when the schedule is constant: it trains that
+    stage on, and ends with the weights of a fresh run given that count (each epoch's data is
+    drawn from the seed, the stage and the epoch alone)."""
+    return (meta["stage"] == args.last >= args.max_stage and meta["stage"] != PRETRAIN and args.schedule == "constant"
+            and args.final_epochs >= meta["epoch"])
 
 
 def is_run_checkpoint(name):
@@ -471,6 +482,8 @@ def starting_point(args):
         check_exact_resume(path, ckpt, args)
         m = ckpt["meta"]
         stage, epoch = (m["stage"] + 1, 0) if m["stage_done"] else (m["stage"], m["epoch"])
+        if m["stage_done"] and last_stage_may_grow(m, args) and args.final_epochs > m["epoch"]:
+            stage, epoch = m["stage"], m["epoch"]  # the last stage, trained on (--final-epochs grown)
         if stage < args.first and not (stage == PRETRAIN and args.first == 0):  # the pretraining precedes stage 0
             raise ValueError(f"{path}: run is at stage {stage}, before --stage {args.stage}")
         return Start(stage, epoch, model, ckpt, path, m["history"])

@@ -571,6 +571,30 @@ def test_resume_in_the_pretraining_and_ending_it_by_hand(prosqa_dir, tmp_path, m
                    "--pretrain-epochs 0 differs from the run's 2")
 
 
+def test_resume_grows_the_last_stage(prosqa_dir, tmp_path, one_line_error):
+    """With a constant schedule, --resume with a larger --final-epochs trains a finished run's
+    last stage on (mixed stages and fresh names drawn as before), ending with the weights and
+    the epoch list of a fresh run given that count; a cosine schedule, fewer epochs than done,
+    or a run whose last stage is not the curriculum's refuse it with one line."""
+    flags = ["--max-stage", "1", "--stage", "0..1", "--mix-prob", "0.5", "--rename"]
+    full = run(prosqa_dir, tmp_path / "full", *flags, "--final-epochs", "3")
+    run(prosqa_dir, tmp_path / "grow", *flags, "--final-epochs", "1")
+    grown = run(prosqa_dir, tmp_path / "grow", *flags, "--final-epochs", "3", "--resume")
+    assert [(h["stage"], h["epoch"]) for h in grown] == [(h["stage"], h["epoch"]) for h in full] == \
+        [(0, 1), (1, 1), (1, 2), (1, 3)]
+    assert_close(weights(tmp_path / "grow" / "stage1.pt"), weights(tmp_path / "full" / "stage1.pt"), rtol=0, atol=0)
+    assert load_checkpoint(str(tmp_path / "grow" / "latest.pt"))[1]["meta"]["args"]["final_epochs"] == 3
+    base = ["--data-dir", prosqa_dir, *TINY, *flags, "--resume", "--out", str(tmp_path / "grow")]
+    one_line_error(train.main, [*base, "--final-epochs", "2"], "--final-epochs 2 differs from the run's 3")
+    run(prosqa_dir, tmp_path / "cos", *flags, "--final-epochs", "1", "--schedule", "cosine")
+    one_line_error(train.main, [*base[:-1], str(tmp_path / "cos"), "--final-epochs", "3", "--schedule", "cosine"],
+                   "--final-epochs 3 differs from the run's 1")
+    run(prosqa_dir, tmp_path / "mid", "--max-stage", "2", "--stage", "0..1", "--final-epochs", "1")
+    one_line_error(train.main, ["--data-dir", prosqa_dir, *TINY, "--max-stage", "2", "--stage", "0..1", "--resume",
+                                "--out", str(tmp_path / "mid"), "--final-epochs", "3"],
+                   "--final-epochs 3 differs from the run's 1")
+
+
 def test_pretrain_lm_adds_the_facts_to_the_loss(prosqa_dir, tmp_path):
     """--pretrain-lm trains the pretraining on the facts' tokens too: same data and seed, a
     different loss from the first step (the facts are harder to predict than the answers)."""

@@ -354,8 +354,8 @@ def last_stage_may_grow(meta, args):
     may resume with a larger --final-epochs when the schedule is constant: it trains that
     stage on, and ends with the weights of a fresh run given that count (each epoch's data is
     drawn from the seed, the stage and the epoch alone)."""
-    return (meta["stage"] == args.last >= args.max_stage and meta["stage"] != PRETRAIN and args.schedule == "constant"
-            and args.final_epochs >= meta["epoch"])
+    return (meta["stage"] == args.last >= args.max_stage and args.schedule == "constant"
+            and args.final_epochs >= meta["args"].get("final_epochs", args.final_epochs))
 
 
 def is_run_checkpoint(name):

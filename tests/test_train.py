@@ -585,7 +585,7 @@ def test_resume_grows_the_last_stage(prosqa_dir, tmp_path, one_line_error):
     assert_close(weights(tmp_path / "grow" / "stage1.pt"), weights(tmp_path / "full" / "stage1.pt"), rtol=0, atol=0)
     assert load_checkpoint(str(tmp_path / "grow" / "latest.pt"))[1]["meta"]["args"]["final_epochs"] == 3
     base = ["--data-dir", prosqa_dir, *TINY, *flags, "--resume", "--out", str(tmp_path / "grow")]
-    one_line_error(train.main, [*base, "--final-epochs", "2"], "--final-epochs 2 differs from the run's 3")
+    one_line_error(train.main, [*base, "--final-epochs", "2"], "--final-epochs 2 differs from the run's 3")  # fewer
     run(prosqa_dir, tmp_path / "cos", *flags, "--final-epochs", "1", "--schedule", "cosine")
     one_line_error(train.main, [*base[:-1], str(tmp_path / "cos"), "--final-epochs", "3", "--schedule", "cosine"],
                    "--final-epochs 3 differs from the run's 1")

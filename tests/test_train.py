@@ -76,7 +76,7 @@ def test_curriculum_end_to_end(prosqa_dir, tmp_path, capsys):
     import sample
     capsys.readouterr()
     sample.main(["--ckpt", str(out / "stage2.pt"), "--eval", "--max-new-tokens", "24"])
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    line = next(x for x in capsys.readouterr().out.splitlines() if " accuracy " in x)
     assert line.startswith(f"prosqa test: accuracy {100 * summary['test_acc']:.1f}% ") and \
         f"{summary['test_tokens']:.1f} tokens/question" in line, line
 

@@ -113,12 +113,12 @@ def last_thought_line(records, outputs, last, enc):
     decoy or another name, each with how often the answer was right. It tells a search that
     went wrong (the last thought on the decoy) from a right search answered wrongly."""
     seen = {"target": [0, 0], "decoy": [0, 0], "another name": [0, 0]}
+    first = lambda name: encode(enc, " " + name)[0]  # noqa: E731  (a name's first token)
     for rec, out, tok in zip(records, outputs, last):
         g = read_graph(rec)
         if tok is None or g.answer not in g.candidates:
             continue
         decoy = next(c for c in g.candidates if c != g.answer)
-        first = lambda name: encode(enc, " " + name)[0]  # noqa: E731
         kind = "target" if tok == first(g.answer) else "decoy" if tok == first(decoy) else "another name"
         seen[kind][0] += 1
         seen[kind][1] += out["correct"]

@@ -306,6 +306,16 @@ def generate(model, prompts, sp, max_new_tokens=64, stop_at_eos=True):
     return [row[:row.index(sp.eos)] if sp.eos in row else row for row in gen]
 
 
+def count_batches(prompts, sp, batch_size):
+    """(thought slots per prompt, index batches): batches of at most batch_size prompts, each of
+    one thought count (generation needs their ends aligned), sorted by length so that little
+    compute goes to padding."""
+    n_thought = [sum(t in (sp.latent, sp.pause) for t in p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: (n_thought[i], len(prompts[i])))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return n_thought, [[j for j in b if n_thought[j] == k] for b in batches for k in sorted({n_thought[j] for j in b})]
+
+
 def evaluate(model, examples, enc, sp, curriculum, batch_size=64, max_new_tokens=64, progress=False):
     """Greedy-decode every example and grade it as the paper does: correct when the text
     after '###' equals the answer exactly. examples: (record, tokenised) pairs; the
@@ -315,10 +325,7 @@ def evaluate(model, examples, enc, sp, curriculum, batch_size=64, max_new_tokens
     (without pad_latent_to_max it varies), sorted by length so that little compute goes
     to padding."""
     prompts = [curriculum.prompt(ex, sp) for _, ex in examples]
-    n_thought = [sum(t in (sp.latent, sp.pause) for t in p) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: (n_thought[i], len(prompts[i])))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    batches = [[j for j in b if n_thought[j] == k] for b in batches for k in sorted({n_thought[j] for j in b})]
+    n_thought, batches = count_batches(prompts, sp, batch_size)
     gens = [None] * len(prompts)
     if progress:
         from tqdm import tqdm
@@ -355,14 +362,12 @@ def probe_thoughts(model, prompt, sp, topk=5):
 @torch.no_grad()
 def last_thoughts(model, prompts, sp, batch_size=64):
     """The top token of each prompt's last continuous thought read through the LM head
-    (what probe_thoughts gives as the last thought's first entry), batched by thought
-    count; None for a prompt without thoughts. sample.py --eval sets it beside the answer."""
-    counts = [p.count(sp.latent) for p in prompts]
+    (what probe_thoughts gives as the last thought's first entry), batched as evaluate
+    batches them; None for a prompt without thoughts. sample.py --eval sets it beside the answer."""
     out = [None] * len(prompts)
-    for k in sorted(set(counts) - {0}):
-        rows = [i for i, c in enumerate(counts) if c == k]
-        for s in range(0, len(rows), batch_size):
-            idx = rows[s:s + batch_size]
+    for idx in count_batches(prompts, sp, batch_size)[1]:
+        idx = [i for i in idx if sp.latent in prompts[i]]  # pause tokens are no thoughts
+        if idx:
             batch = collate([prompts[i] for i in idx], sp).to(model.lm_head.weight.device)
             _, thoughts = thought_passes(model, batch, model.new_cache(len(idx), batch.ids.size(1)))
             for i, t in zip(idx, model.logits(thoughts[-1]).argmax(-1).tolist()):

@@ -318,7 +318,6 @@ def read_graph(record: dict) -> Graph:
     return Graph([(f[1], f[2]) for f in facts], m[1], (m[2], m[3]), [x[2] for x in steps], answer[2] if answer else "")
 
 
-
 def has_graphs(records: list[dict]) -> bool:
     """Whether the records are ProsQA questions (either rendering): the first few read as graphs."""
     try:
@@ -331,6 +330,7 @@ def need_graphs(records: list[dict], source: str, flag: str):
     """One DataError naming the file (source) when a ProsQA-only flag meets other data."""
     if not has_graphs(records):
         raise DataError(f"{source}: {flag} needs ProsQA questions, whose people and concepts it redraws")
+
 
 def render_graph(record: dict) -> dict:
     """ProsQA in the compact rendering of Zhu et al. 2025 ("Reasoning by Superposition"):

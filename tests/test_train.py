@@ -468,7 +468,6 @@ def test_pretraining_then_curriculum_in_the_graph_rendering(prosqa_dir, tmp_path
     assert "[Q]" in shown and "latent search: P(concept) after '###'" in shown
 
 
-
 def test_no_cot_reads_the_lookup_in_the_pretraining_only(prosqa_dir, tmp_path, capsys):
     """No-CoT writes no step after the question, where the lookup metric reads the next
     name: it is logged in the pretraining, then left out (and the log says why), rather

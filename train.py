@@ -93,7 +93,8 @@ def parse_args(argv=None):
                    f"({', '.join(GENERATED)}) are made if missing")
     p.add_argument("--data-dir", default="data", help="folder of the dataset files")
     p.add_argument("--stage", default=None, help="stages to run: 'a..b' or one stage 's'; stage s>0 starts from "
-                   "<out>/stage<s-1>.pt (default: 0..max-stage, the whole curriculum)")
+                   "<out>/stage<s-1>.pt; 'pre': the lookup pretraining alone (--pretrain-epochs), for other runs' "
+                   "--pretrained (default: 0..max-stage, the whole curriculum)")
     p.add_argument("--method", default="coconut", choices=coconut.METHODS, help="coconut or a baseline of the paper's Table 1")
     p.add_argument("--model", default="small", choices=sorted(PRESETS), help="preset: small (from scratch, CPU), gpt2 (pretrained 124M), gpt2-scratch")
     p.add_argument("--init", default=None, help="GPT-2 weights file (model.safetensors) to start from instead of downloading 'gpt2'")
@@ -189,6 +190,8 @@ def parse_args(argv=None):
     args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
     check_args(args)
     args.first, args.last = parse_stages(args.stage, args.max_stage)
+    if args.last == PRETRAIN and not args.pretrain_epochs:
+        raise ValueError("--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N")
     return args
 
 
@@ -225,7 +228,9 @@ def check_args(args):
 
 def parse_stages(text, max_stage):
     """'a..b' or 's' -> (a, b), 0 <= a <= b <= max_stage + 1 (stage max_stage + 1 drops
-    every remaining step, the paper's final GSM8k stage)."""
+    every remaining step, the paper's final GSM8k stage); 'pre' -> the pretraining alone."""
+    if text == "pre":
+        return PRETRAIN, PRETRAIN
     try:
         a, b = (int(x) for x in text.split("..")) if ".." in text else (int(text),) * 2
     except ValueError:
@@ -658,7 +663,7 @@ def train(args):
     # 1. where to start, the data, the model
     start = starting_point(args)
     if start.stage > args.last:
-        log(f"{start.path}: stage {start.stage - 1} is already done; nothing to resume within --stage {args.stage}")
+        log(f"{start.path}: {stage_name(start.stage - 1)} is already done; nothing to resume within --stage {args.stage}")
         return start.model, start.history
     enc, splits, model = model_and_data(args, start)
     if args.rename:
@@ -720,8 +725,8 @@ def train(args):
                 break
         log(f"{stage_name(stage)} done in {time.time() - t_stage:.0f}s")
 
-    # 3. the final model on the test split, and the per-stage summary
-    if master:
+    # 3. the final model on the test split, and the per-stage summary (a pretraining alone answers no question)
+    if master and args.last != PRETRAIN:
         finish(args, model, splits["test"], enc, sp, history, log)
     if ddp:
         torch.distributed.destroy_process_group()

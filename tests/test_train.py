@@ -346,6 +346,7 @@ BAD_FLAGS = [
     (["--pretrain-until", "1.5"], "--pretrain-until 1.5: must be in (0, 1]"),
     (["--pretrain-facts", "0"], "--pretrain-facts 0: must be at least 1"),
     (["--pretrain-people", "1.5"], "--pretrain-people 1.5: must be in [0, 1]"),
+    (["--stage", "pre"], "--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N"),
     (["--method", "icot", "--icot-delta", "0"], "--icot-delta 0.0: must be in (0, inf)"),
     (["--method", "icot", "--icot-lambda", "-1"], "--icot-lambda -1.0: must not be negative"),
     (["--out", "FILE"], "is a file, not a folder"),
@@ -604,10 +605,16 @@ def test_pretrain_lm_adds_the_facts_to_the_loss(prosqa_dir, tmp_path):
 
 def test_pretrained_start_equals_pretraining_inline(prosqa_dir, tmp_path, one_line_error):
     """--pretrained starts stage 0 of any method (iCoT's one stage too) from a run's
-    pretrain.pt and ends with the weights of a run that pretrained itself; it refuses a checkpoint that is not a finished
+    pretrain.pt and ends with the weights of a run that pretrained itself; --stage pre makes
+    that pretrain.pt alone (nothing scored, no summary); --pretrained refuses a checkpoint that is not a finished
     pretraining, and a stage range that does not start at 0."""
     run(prosqa_dir, tmp_path / "inline", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
-    pre = str(tmp_path / "inline" / "pretrain.pt")
+    history = run(prosqa_dir, tmp_path / "alone", *GRAPH, "--pretrain-epochs", "1", "--stage", "pre")
+    assert [(h["stage"], h["epoch"]) for h in history] == [(-1, 1)]
+    assert sorted(os.listdir(tmp_path / "alone")) == ["latest.pt", "pretrain.pt"]
+    assert_close(weights(tmp_path / "alone" / "pretrain.pt"), weights(tmp_path / "inline" / "pretrain.pt"), rtol=0, atol=0)
+    assert run(prosqa_dir, tmp_path / "alone", *GRAPH, "--pretrain-epochs", "1", "--stage", "pre", "--resume") == history
+    pre = str(tmp_path / "alone" / "pretrain.pt")
     run(prosqa_dir, tmp_path / "from", *GRAPH, "--pretrained", pre, "--stage", "0")
     assert_close(weights(tmp_path / "from" / "stage0.pt"), weights(tmp_path / "inline" / "stage0.pt"), rtol=0, atol=0)
     run(prosqa_dir, tmp_path / "nocot", *GRAPH, "--pretrained", pre, "--stage", "0", "--method", "no-cot")

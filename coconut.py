@@ -390,32 +390,47 @@ def lookup_accuracy(model, examples, enc, sp, curriculum=None, batch_size=128):
     """The lookup a model from scratch must learn before any search, on ProsQA questions:
     teacher-forced after the question (as the curriculum's prompt writes it, e.g. with
     <bot> <eot> at Coconut's stage 0; the bare question without one), and in sentences
-    after "P is a", is the next name
-    the model predicts a child of the person that starts a shortest path to the answer
-    ("first"), or a child of the person at all ("child")? Beside them, what guessing would
-    score: uniformly among the graph's names ("guess_names") or among the person's children
-    ("guess_children"). examples: (record, tokenised) pairs; records without steps are skipped."""
-    rows = []
+    after "P is a", is the next name the model predicts a child of the person that starts a
+    shortest path to the answer ("first"), or a child of the person at all ("child")? Beside
+    them, what guessing would score: uniformly among the graph's names ("guess_names") or
+    among the person's children ("guess_children"). With a curriculum, also every step of
+    the written chain: teacher-forced after the question and the steps before it, is the next
+    name a child of the name before ("hop"), and one that goes on along a shortest path to the
+    answer ("path", "first" for every step; picking the branch needs a look ahead, which the
+    written steps must learn before thoughts replace them). examples: (record, tokenised)
+    pairs; records without steps are skipped."""
+    rows, hops = [], []
     for rec, ex in examples:
         g = read_graph(rec)
         good, kids = g.first_nodes()
         if not g.path or not kids:
             continue
-        # in sentences the first step reads "P is a <name>.": the model is given "P is a"
-        prompt = curriculum.prompt(ex, sp) if curriculum else list(ex["question"])
-        if rec.get("render") != "graph":
-            prompt += enc.encode_ordinary(rec["steps"][0].rsplit(" ", 1)[0])
-        names = {n for fact in g.facts for n in fact}
         first = lambda ns: {enc.encode_ordinary(" " + n)[0] for n in ns}  # noqa: E731  (a name's first token)
-        rows.append((prompt, first(good), first(kids), len(good) / len(names), len(good) / len(kids)))
+        children = g.children()
+        base = curriculum.prompt(ex, sp) if curriculum else list(ex["question"])
+        for k, (before, step) in enumerate(zip([g.person] + g.path, rec["steps"])):
+            if k and curriculum is None:
+                break  # the bare question: the first step only
+            # in sentences each step reads "X is a <name>.": the model is given "X is a"
+            prompt = base + [t for s in ex["steps"][:k] for t in s]
+            if rec.get("render") != "graph":
+                prompt += enc.encode_ordinary(step.rsplit(" ", 1)[0])
+            hops.append((prompt, first(children.get(before, [])), first(g.next_on_path(before, k))))
+            if k == 0:
+                names = {n for fact in g.facts for n in fact}
+                rows.append((first(good), first(kids), len(good) / len(names), len(good) / len(kids), len(hops) - 1))
     if not rows:
         return None
     was_training = model.training
     model.eval()
     pred = []
-    for i in range(0, len(rows), batch_size):
-        pred += next_token_probs(model, [r[0] for r in rows[i:i + batch_size]], sp).argmax(-1).tolist()
+    for i in range(0, len(hops), batch_size):
+        pred += next_token_probs(model, [h[0] for h in hops[i:i + batch_size]], sp).argmax(-1).tolist()
     model.train(was_training)
     n = len(rows)
-    return {"first": sum(p in r[1] for p, r in zip(pred, rows)) / n, "child": sum(p in r[2] for p, r in zip(pred, rows)) / n,
-            "guess_names": sum(r[3] for r in rows) / n, "guess_children": sum(r[4] for r in rows) / n, "n": n}
+    out = {"first": sum(pred[r[4]] in r[0] for r in rows) / n, "child": sum(pred[r[4]] in r[1] for r in rows) / n,
+           "guess_names": sum(r[2] for r in rows) / n, "guess_children": sum(r[3] for r in rows) / n, "n": n}
+    if curriculum is not None:
+        out["hop"] = sum(p in h[1] for p, h in zip(pred, hops)) / len(hops)
+        out["path"] = sum(p in h[2] for p, h in zip(pred, hops)) / len(hops)
+    return out

@@ -286,15 +286,23 @@ class Graph:
             out.setdefault(u, []).append(v)
         return out
 
+    def to_answer(self):
+        """{name: its distance to the answer along the facts}, a BFS backwards from the answer."""
+        dist, layer = {self.answer: 0}, {self.answer}
+        while layer:
+            d = dist[next(iter(layer))] + 1
+            layer = {u for u, v in self.facts if v in layer and u not in dist}
+            dist.update(dict.fromkeys(layer, d))
+        return dist
+
+    def next_on_path(self, name, k):
+        """The children of `name` that take step k+1 (0-based k) of a shortest path to the answer."""
+        dist = self.to_answer()
+        return [c for c in self.children().get(name, []) if dist.get(c) == len(self.path) - 1 - k]
+
     def first_nodes(self):
         """(the person's children that start a shortest path to the answer, all its children)."""
-        to_answer, layer = {self.answer: 0}, {self.answer}  # distance to the answer: a BFS along facts backwards
-        while layer:
-            d = to_answer[next(iter(layer))] + 1
-            layer = {u for u, v in self.facts if v in layer and u not in to_answer}
-            to_answer.update(dict.fromkeys(layer, d))
-        kids = self.children().get(self.person, [])
-        return [c for c in kids if to_answer.get(c) == len(self.path) - 1], kids
+        return self.next_on_path(self.person, 0), self.children().get(self.person, [])
 
 
 def read_graph(record: dict) -> Graph:

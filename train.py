@@ -33,39 +33,13 @@ import coconut
 import data
 from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, write_json
 from prosqa_gen import GENERATED, name_pools, rename, reshuffle
+from recipes import PRESETS, recipe
 
 PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
 
-# Model presets; every field is also a flag, and a flag given on the command line wins.
-# The paper's recipe: pretrained GPT-2 124M, AdamW 1e-4, weight decay 0.01, effective batch
-# 128, 5 epochs per stage, and in the last stage until epoch 50 (6 * 5 + 20).
-GPT2 = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2", pos_emb="learned", lr=1e-4,
-            weight_decay=0.01, beta2=0.999, schedule="constant", warmup=0, batch_size=32, grad_accum=4,
-            epochs_per_stage=5, final_epochs=20, train_frac=1.0)
-PRESETS = {
-    "gpt2": GPT2,
-    # GPT-2's shape from scratch on the word-level vocabulary, with the paper's schedule
-    "gpt2-scratch": {**GPT2, "tokenizer": "words"},
-    # the CPU default: a small transformer from scratch on the word-level vocabulary, where every
-    # ProsQA concept is one token (Zhu et al. 2025 show that 2 layers suffice with thoughts);
-    # rotary positions, since the lookups the task needs are relative. The README logs the runs
-    # that chose each value.
-    "small": {**GPT2, "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 512, "tokenizer": "words",
-              "pos_emb": "rope", "lr": 3e-3, "beta2": 0.95, "warmup": 100, "batch_size": 8, "grad_accum": 1,
-              "epochs_per_stage": 2, "final_epochs": 4},
-}
-
-# Recipes of the small preset for the generated laptop-scale sets: a flag given on the
-# command line wins over them, and they win over the preset. Their measured accuracy and
-# time are in the README's ladder table.
-RECIPES = {
-    "prosqa-small": dict(max_stage=3, stage0_epochs=3, epochs_per_stage=3, final_epochs=6, shuffle_facts=True),
-    "prosqa-tiny": dict(max_stage=2, stage0_epochs=3, epochs_per_stage=3, final_epochs=6, shuffle_facts=True),
-}
-
-# Printed when the paper-size set trains on a CPU (the README's results section has the runs).
+# Printed when the paper-size set trains on a CPU (the lab notebook has the runs).
 CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on a CPU the small model stays near chance within an "
-            "hour (the README's results). The laptop-scale sets: python train.py --dataset prosqa-small")
+            "hour (EXPERIMENTS.md). The laptop-scale set: python train.py --dataset prosqa-small")
 
 
 # What --resume may change. check_same_model refuses another model or method (SAME_MODEL).
@@ -78,7 +52,7 @@ SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage
 RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
                 "reset_optimizer", "shuffle_facts", "rename", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries", "markers",
-                "pretrain_until", "icot_delta", "icot_lambda", "pretrain_lm", "pretrain_facts",
+                "pretrain_until", "until", "patience", "icot_delta", "icot_lambda", "pretrain_lm", "pretrain_facts",
                 "pretrain_people")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init", "pretrained")
@@ -96,7 +70,9 @@ def parse_args(argv=None):
                    "<out>/stage<s-1>.pt; 'pre': the lookup pretraining alone (--pretrain-epochs), for other runs' "
                    "--pretrained (default: 0..max-stage, the whole curriculum)")
     p.add_argument("--method", default="coconut", choices=coconut.METHODS, help="coconut or a baseline of the paper's Table 1")
-    p.add_argument("--model", default="small", choices=sorted(PRESETS), help="preset: small (from scratch, CPU), gpt2 (pretrained 124M), gpt2-scratch")
+    p.add_argument("--model", default="small", choices=sorted(PRESETS),
+                   help="preset (recipes.py): small (from scratch, CPU; the laptop recipe on prosqa-small and "
+                        "prosqa-tiny), gpt2 (pretrained 124M, the paper), gpt2-scratch, zhu (2 layers, width 768)")
     p.add_argument("--init", default=None, help="GPT-2 weights file (model.safetensors) to start from instead of downloading 'gpt2'")
     for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage", "final_epochs", "warmup"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"override the preset's {name}")
@@ -114,29 +90,39 @@ def parse_args(argv=None):
     p.add_argument("--pad-latent-to-max", action=argparse.BooleanOptionalAction, default=True,
                    help="every example gets the stage's full thought count (the paper's ProsQA setting); "
                         "--no-pad-latent-to-max caps it at the example's number of steps")
-    p.add_argument("--markers", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--markers", action=argparse.BooleanOptionalAction, default=None,
                    help="<bot> ... <eot> around the thoughts (the paper); --no-markers leaves them out (Zhu et al. "
                         "2025): the first thought is then the hidden state that predicted the first step at stage 0")
-    p.add_argument("--mix-prob", type=float, default=0.0,
-                   help="probability of training an example at a random stage 0..max-stage instead (the official "
-                        "code's uniform_prob, which may also pick a later stage)")
-    p.add_argument("--stage0-epochs", type=int, default=None, help="epochs of stage 0 (default: --epochs-per-stage)")
-    p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--mix-prob", type=float, default=None,
+                   help="in the thought stages (1 and later), the probability of training an example at a random "
+                        "stage 0..max-stage instead (the official code's uniform_prob, which may also pick a later "
+                        "stage); stage 0, the written chain the thoughts are made from, is never mixed")
+    p.add_argument("--stage0-epochs", type=int, default=None, help="epochs of stage 0, at most (default: --epochs-per-stage)")
+    p.add_argument("--until", type=float, default=None,
+                   help="stage 0 ends once its written steps go the right way: on ProsQA, teacher-forced, the share of "
+                        "steps whose name goes on along a shortest path to the answer (path, logged every epoch) reaches "
+                        "this fraction "
+                        "(--stage0-epochs is then a cap)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="a stage other than stage 0 and the last ends after this many epochs without a new best "
+                        "validation accuracy (its epoch count is then a cap); 0: fixed counts, as the paper")
+    p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction, default=None,
                    help="a fresh AdamW at every stage (the paper); --no-reset-optimizer keeps its moments (Zhu et al.)")
     p.add_argument("--shuffle-facts", action=argparse.BooleanOptionalAction, default=None,
                    help="ProsQA augmentation: every epoch, state each question's facts in a new order and redraw "
-                        "the two candidates' order (Zhu et al.); default: off, on in the laptop recipes")
-    p.add_argument("--rename", action=argparse.BooleanOptionalAction, default=False,
+                        "the two candidates' order (Zhu et al.)")
+    p.add_argument("--rename", choices=("off", "last", "all"), default=None,
                    help="ProsQA augmentation: every epoch, give each question's people and concepts fresh names "
                         "(drawn from those of the training split), so that no training question can be learned "
-                        "by its names")
-    p.add_argument("--render", choices=data.RENDERS, default="text",
+                        "by its names: in the curriculum's last stage, or in every stage and the pretraining")
+    p.add_argument("--render", choices=data.RENDERS, default=None,
                    help="ProsQA as the paper's sentences (text), or compactly (graph: one token per name, facts "
                         "'u v |', the question '[Q] a b [R] person', each step one name; Zhu et al. 2025)")
-    p.add_argument("--pretrain-epochs", type=int, default=0,
+    p.add_argument("--pretrain-epochs", type=int, default=None,
                    help="from scratch: epochs of lookup pretraining before stage 0 (each training graph's facts, then "
                         "--pretrain-queries queries 'x -> a child of x'), the counterpart of starting from a pretrained "
-                        "GPT-2 that can already look things up in its context; 0 = none (the paper). A run still in its "
+                        "GPT-2 that can already look things up in its context; 0 = none (the paper). A finished "
+                        "pretraining of the same flags in a sibling run folder is found and reused. A run still in its "
                         "pretraining may --resume with another count (at least the epochs done: as many ends it there)")
     p.add_argument("--pretrained", default=None,
                    help="start stage 0 from another run's pretrain.pt (any method, the same model and data), so that "
@@ -178,9 +164,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
         args.max_stage = 0
-    recipe = RECIPES.get(args.dataset, {}) if args.model == "small" else {}
-    for k, v in {"max_stage": 6, **PRESETS[args.model], **recipe}.items():  # a flag given wins over both
-        if getattr(args, k) is None:
+    for k, v in recipe(args.model, args.dataset).items():  # a flag given wins over the recipe
+        if getattr(args, k, None) is None:
             setattr(args, k, v)
     args.stage = args.stage or f"0..{args.max_stage}"
     if args.max_new_tokens is None:
@@ -204,12 +189,13 @@ def check_args(args):
               "pretrain_facts"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be at least 1")
-    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs", "icot_lambda"):
+    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs", "icot_lambda", "patience"):
         if getattr(args, k) < 0:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must not be negative")
     for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"),
                         ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"), ("beta2", 0 <= args.beta2 < 1, "[0, 1)"),
                         ("pretrain_until", args.pretrain_until is None or 0 < args.pretrain_until <= 1, "(0, 1]"),
+                        ("until", args.until is None or 0 < args.until <= 1, "(0, 1]"),
                         ("pretrain_people", args.pretrain_people is None or 0 <= args.pretrain_people <= 1, "[0, 1]"),
                         ("icot_delta", 0 < args.icot_delta < math.inf, "(0, inf)")):
         if not ok:
@@ -386,12 +372,18 @@ def shuffled(record, rng):
     return data.reshuffle_graph(record, rng) if record.get("render") == "graph" else reshuffle(record, rng)
 
 
+def renames(args, stage):
+    """Whether --rename gives this stage's questions fresh names: in every stage and the
+    pretraining ("all"), or in the curriculum's last stage ("last")."""
+    return args.rename == "all" or (args.rename == "last" and stage >= args.max_stage)
+
+
 def fresh(record, rng, args, pools):
-    """The record as this epoch shows it: renamed (--rename), then its facts reshuffled
-    (--shuffle-facts); None when neither is on (the stored tokens serve)."""
-    if not (args.rename or args.shuffle_facts):
+    """The record as this epoch shows it: renamed (when pools are given), then its facts
+    reshuffled (--shuffle-facts); None when neither is on (the stored tokens serve)."""
+    if not (pools or args.shuffle_facts):
         return None
-    record = rename(record, rng, pools) if args.rename else record
+    record = rename(record, rng, pools) if pools else record
     return shuffled(record, rng) if args.shuffle_facts else record
 
 
@@ -406,7 +398,7 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     per = epoch_rows(len(examples), args, world)
     order = order[:per * world]
     mine = order[rank * per:(rank + 1) * per]  # an equal share per rank
-    pools = name_pools([r for r, _ in examples]) if args.rename else None
+    pools = name_pools([r for r, _ in examples]) if renames(args, stage) else None
     if stage == PRETRAIN:
         recs = [fresh(examples[i][0], rng, args, pools) or examples[i][0] for i in mine]
         rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts,
@@ -414,7 +406,8 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
                 for r in recs]
     else:
         curriculum = coconut.Curriculum.of_run(vars(args), stage)
-        curricula = [curriculum.mixed(args.mix_prob, rng) for _ in order][rank * per:(rank + 1) * per]  # --mix-prob
+        mix = args.mix_prob if stage > 0 else 0.0  # stage 0 is never mixed
+        curricula = [curriculum.mixed(mix, rng) for _ in order][rank * per:(rank + 1) * per]  # --mix-prob
         exs = [data.tokenize(enc, r) if (r := fresh(examples[i][0], rng, args, pools)) else examples[i][1] for i in mine]
         rows = [cur.layout(ex, sp) + (ex,) for ex, cur in zip(exs, curricula)]
     chunk = args.batch_size * 16
@@ -492,16 +485,17 @@ def starting_point(args):
         if stage < args.first and not (stage == PRETRAIN and args.first == 0):  # the pretraining precedes stage 0
             raise ValueError(f"{path}: run is at stage {stage}, before --stage {args.stage}")
         return Start(stage, epoch, model, ckpt, path, m["history"])
-    if args.pretrained:
-        if args.first > 0 or args.pretrain_epochs:
+    pretrained = args.pretrained or (args.first == 0 <= args.last and args.pretrain_epochs and find_pretraining(args))
+    if pretrained:
+        if args.first > 0:
             raise ValueError(f"--pretrained {args.pretrained}: starts stage 0 from a finished pretraining, so it needs "
-                             f"--stage 0..b and no --pretrain-epochs")
-        model, ckpt = load_checkpoint(args.pretrained, meta=RUN_META)
-        check_same_model(args.pretrained, ckpt, args, skip=("method", "max_stage"))  # neither shapes a pretraining
+                             f"--stage 0..b")
+        model, ckpt = load_checkpoint(pretrained, meta=RUN_META)
+        check_same_model(pretrained, ckpt, args, skip=("method", "max_stage"))  # neither shapes a pretraining
         if ckpt["meta"]["stage"] != PRETRAIN or not ckpt["meta"]["stage_done"]:
-            raise ValueError(f"{args.pretrained}: not the end of a pretraining (a run's pretrain.pt)")
+            raise ValueError(f"{pretrained}: not the end of a pretraining (a run's pretrain.pt)")
         refuse_overwrite(args)
-        return Start(0, 0, model, ckpt, args.pretrained, ckpt["meta"]["history"])
+        return Start(0, 0, model, ckpt, pretrained, ckpt["meta"]["history"])
     if args.first > 0:
         path = os.path.join(args.out, f"stage{args.first - 1}.pt")
         if not os.path.exists(path):
@@ -518,6 +512,36 @@ def starting_point(args):
         return Start(args.first, 0, model, ckpt, path, ckpt["meta"]["history"])
     refuse_overwrite(args)
     return Start(PRETRAIN if args.pretrain_epochs else 0)
+
+
+# What shapes a pretraining: a finished pretrain.pt whose run had these same values is the one
+# this run would make (each epoch's data is drawn from the seed, the stage and the epoch alone).
+PRETRAIN_KEYS = ("model", "init", "dataset", "tokenizer", "render", "n_layer", "n_head", "n_embd", "block_size",
+                 "pos_emb", "seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup",
+                 "grad_clip", "train_frac", "shuffle_facts", "reset_optimizer", "dtype", "pretrain_epochs",
+                 "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_lm", "pretrain_until")
+
+
+def find_pretraining(args):
+    """A finished pretrain.pt in a sibling of the run folder (out/*/pretrain.pt) made with
+    the same pretraining flags and data, or None: every method then starts from one
+    pretraining, made once. Read without its tensors (mmap); an unreadable file is passed over."""
+    parent = os.path.dirname(os.path.abspath(args.out))
+    for name in sorted(os.listdir(parent)):
+        path = os.path.join(parent, name, "pretrain.pt")
+        if os.path.abspath(os.path.join(parent, name)) == os.path.abspath(args.out) or not os.path.isfile(path):
+            continue
+        try:
+            m = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["meta"]
+            old = m["args"]
+            same = (m["stage"] == PRETRAIN and m["stage_done"] and all(old.get(k) == getattr(args, k) for k in PRETRAIN_KEYS)
+                    and os.path.abspath(old["data_dir"]) == os.path.abspath(args.data_dir)
+                    and renames(argparse.Namespace(**old), PRETRAIN) == renames(args, PRETRAIN))
+        except Exception:  # not a pretraining this run can read: not a match
+            continue
+        if same:
+            return os.path.relpath(path)
+    return None
 
 
 def plain_cot_stage0(a):
@@ -614,10 +638,11 @@ LOOKUP_NOTE = ("lookup: after each question, is the model's next name a child of
                "lookup first; guessing among the graph's names or the person's children is shown beside it")
 
 
-def writes_steps(args):
-    """Whether the method's stage 0 writes the first step right after the question, where the
-    lookup metric reads the next name (No-CoT and pause answer at once: they would score 0)."""
-    return coconut.Curriculum.of_run(vars(args), 0).plan(1).n_skip == 0
+def writes_steps(args, stage=0):
+    """Whether the method writes its first step right after the question at this stage, where
+    the lookup metric reads the next name (No-CoT and pause answer at once, and Coconut's
+    thought stages think it: there it would read 0)."""
+    return coconut.Curriculum.of_run(vars(args), stage).plan(1).n_skip == 0
 
 
 def validate(model, valid, enc, sp, args, stage, lookup):
@@ -628,9 +653,9 @@ def validate(model, valid, enc, sp, args, stage, lookup):
         ev = coconut.evaluate(model, valid, enc, sp, coconut.Curriculum.of_run(vars(args), stage),
                               max_new_tokens=args.max_new_tokens)
         out.update(valid_acc=ev["acc"], valid_tokens=ev["tokens"])
-    if lookup and (stage == PRETRAIN or writes_steps(args)):
-        # after the question as stage 0 writes it; in the pretraining, the bare question
-        first = None if stage == PRETRAIN else coconut.Curriculum.of_run(vars(args), 0)
+    if lookup and (stage == PRETRAIN or writes_steps(args, stage)):
+        # after the question as the stage writes it; in the pretraining, the bare question
+        first = None if stage == PRETRAIN else coconut.Curriculum.of_run(vars(args), stage)
         lk = coconut.lookup_accuracy(model, valid, enc, sp, first)
         out.update({f"lookup_{k}": v for k, v in lk.items() if k != "n"})
     return out
@@ -645,7 +670,30 @@ def epoch_line(e, n_epochs):
     if "lookup_first" in e:
         line += (f", lookup first {e['lookup_first']:.1%} child {e['lookup_child']:.1%} (guess {e['lookup_guess_names']:.0%}"
                  f" / {e['lookup_guess_children']:.0%})")
+    if "lookup_hop" in e:
+        line += f", steps: hop {e['lookup_hop']:.1%} path {e['lookup_path']:.1%}"
     return line + f", {e['tokens_per_s']:.0f} tok/s, {e['seconds']:.0f}s"
+
+
+def stage_end(entries, stage, n_epochs, args, lookup):
+    """Why a stage ends after its latest epoch (entries: its epochs so far), or None to go on.
+    Stage 0 writes the steps the thoughts will replace: with --until it ends once they follow
+    shortest paths (the path metric, ProsQA). A thought stage before the curriculum's last ends
+    when its validation accuracy has not risen for --patience epochs. Any stage ends at its
+    epoch count, a cap when gated; the last stage runs its count (the budget)."""
+    e = entries[-1]
+    if stage == 0 and args.until is not None and e.get("lookup_path", -1) >= args.until:
+        return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
+    if 0 < stage < args.max_stage and args.patience and "valid_acc" in e:
+        best = max(range(len(entries)), key=lambda i: (entries[i]["valid_acc"], -i))  # the first best epoch
+        if len(entries) - 1 - best >= args.patience:
+            return (f"validation accuracy has not risen for {args.patience} epochs (best {entries[best]['valid_acc']:.1%} "
+                    f"at epoch {entries[best]['epoch']})")
+    if e["epoch"] >= n_epochs:
+        unformed = stage == 0 and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
+        return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "
+                                       f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else "")
+    return None
 
 
 def broadcast_flag(flag, device):
@@ -666,10 +714,15 @@ def train(args):
         log(f"{start.path}: {stage_name(start.stage - 1)} is already done; nothing to resume within --stage {args.stage}")
         return start.model, start.history
     enc, splits, model = model_and_data(args, start)
-    if args.rename:
+    if args.rename != "off":
         data.need_graphs([r for r, _ in splits["train"]], os.path.join(args.data_dir, f"{args.dataset}_train.json"),
                          "--rename")
     sp, history = data.special_ids(enc), start.history
+    if start.ckpt and start.ckpt["meta"]["stage"] == PRETRAIN and start.stage == 0:
+        log(f"pretraining: {start.path}" + ("" if args.pretrained else " (a finished pretraining with this run's flags, "
+                                            "reused; --out elsewhere to train a new one)"))
+    elif args.resume:
+        log(f"resuming {start.path}: {stage_name(start.stage)}, after epoch {start.epoch}")
     model.to(device)
     if device.startswith("cpu") and args.dataset == "prosqa" and args.model == "small":
         log(CPU_NOTE)
@@ -713,11 +766,19 @@ def train(args):
                 entry.update(validate(model, splits["valid"][:args.eval_n], enc, sp, args, stage, lookup))
                 entry["seconds"] = time.time() - t_epoch
                 history.append(entry)
-                # the pretraining ends once the lookup has formed (--pretrain-until)
-                done = done or (stage == PRETRAIN and args.pretrain_until is not None
-                                and entry.get("lookup_child", 0) >= args.pretrain_until)
+                if stage == PRETRAIN:  # the pretraining ends once the lookup has formed (--pretrain-until)
+                    formed = args.pretrain_until is not None and entry.get("lookup_child", 0) >= args.pretrain_until
+                    why = f"the lookup has formed (child {entry['lookup_child']:.1%})" if formed else \
+                        (f"{n_epochs} epochs" if done else None)
+                else:
+                    why = stage_end([h for h in history if h["stage"] == stage], stage, n_epochs, args, lookup)
+                done = why is not None
+                if done:
+                    entry["end"] = why
                 save_epoch(args, model, opt, enc, stage, epoch + 1, done, history)
                 log(epoch_line(entry, n_epochs))
+                if done:
+                    log(f"{stage_name(stage)} ends: {why}")
             if ddp:
                 torch.distributed.barrier()
                 done = broadcast_flag(done, device)

@@ -270,7 +270,8 @@ RESUME_CHANGES = [["--seed", "1"], ["--lr", "1e-3"], ["--batch-size", "4"], ["--
                   ["--grad-clip", "0.5"], ["--train-frac", "0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
                   ["--epochs-per-stage", "3"], ["--stage0-epochs", "2"], ["--final-epochs", "2"],
                   ["--no-reset-optimizer"], ["--shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"],
-                  ["--pretrain-epochs", "1"], ["--pretrain-queries", "2"], ["--pretrain-until", "0.5"], ["--no-markers"], ["--rename"]]
+                  ["--pretrain-epochs", "1"], ["--pretrain-queries", "2"], ["--pretrain-until", "0.5"], ["--no-markers"], ["--rename", "all"],
+                  ["--until", "0.5"], ["--patience", "1"]]
 
 
 @pytest.mark.parametrize("change", RESUME_CHANGES, ids=lambda c: c[0])
@@ -487,7 +488,7 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
     candidates); without it nothing is drawn, so --shuffle-facts alone renders exactly as
     before; a run with it trains (pretraining included) and differs from one without; on
     data that is not ProsQA it is one line naming the file, before anything is written."""
-    args = train.parse_args(["--data-dir", prosqa_dir, *TINY, *GRAPH, "--rename"])
+    args = train.parse_args(["--data-dir", prosqa_dir, *TINY, *GRAPH, "--rename", "all"])
     enc, splits = train.load_data(args)
     pools = prosqa_gen.name_pools([r for r, _ in splits["train"]])
     named = {x for r, _ in splits["train"] for x in r["idx_to_symbol"]}
@@ -510,13 +511,13 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
         [train.shuffled(r, b) for r, _ in splits["train"]]
     assert train.fresh(rec, a, train.parse_args(["--no-shuffle-facts"]), None) is None
 
-    renamed = run(prosqa_dir, tmp_path / "renamed", *GRAPH, "--rename", "--pretrain-epochs", "1", "--stage", "0")
+    renamed = run(prosqa_dir, tmp_path / "renamed", *GRAPH, "--rename", "all", "--pretrain-epochs", "1", "--stage", "0")
     same = run(prosqa_dir, tmp_path / "same", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
     assert [h["stage"] for h in renamed] == [-1, 0] and renamed[0]["train_loss"] != same[0]["train_loss"]
 
     pq = tmp_path / "pq"
     prosqa_gen.write_splits(str(pq), 0, n_train=8, n_valid=4, n_test=4, quiet=True, dataset="prontoqa")
-    one_line_error(train.main, ["--data-dir", str(pq), "--dataset", "prontoqa", *TINY, "--rename",
+    one_line_error(train.main, ["--data-dir", str(pq), "--dataset", "prontoqa", *TINY, "--rename", "last",
                                 "--out", str(tmp_path / "pq-run")], "prontoqa_train.json: --rename needs ProsQA")
     assert not (tmp_path / "pq-run").exists()
 
@@ -576,7 +577,7 @@ def test_resume_grows_the_last_stage(prosqa_dir, tmp_path, one_line_error):
     last stage on (mixed stages and fresh names drawn as before), ending with the weights and
     the epoch list of a fresh run given that count; a cosine schedule, fewer epochs than done,
     or a run whose last stage is not the curriculum's refuse it with one line."""
-    flags = ["--max-stage", "1", "--stage", "0..1", "--mix-prob", "0.5", "--rename"]
+    flags = ["--max-stage", "1", "--stage", "0..1", "--mix-prob", "0.5", "--rename", "all"]
     full = run(prosqa_dir, tmp_path / "full", *flags, "--final-epochs", "3")
     run(prosqa_dir, tmp_path / "grow", *flags, "--final-epochs", "1")
     grown = run(prosqa_dir, tmp_path / "grow", *flags, "--final-epochs", "3", "--resume")
@@ -691,3 +692,99 @@ def test_icot_end_to_end(prosqa_dir, tmp_path, capsys):
     import sample
     sample.main(["--ckpt", str(tmp_path / "run" / "stage0.pt"), "--n", "1", "--latent", "2"])
     assert "method icot has no thoughts; --latent 2 is ignored" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- recipes and stage gates
+
+
+def test_the_default_is_the_laptop_recipe():
+    """`--dataset prosqa-small` with no other flag takes recipes.py's laptop recipe (the
+    pretraining, the graph rendering, the gates); a flag given wins over it; the paper's
+    preset keeps the paper's fixed stage lengths and no pretraining."""
+    import recipes
+    args = train.parse_args(["--dataset", "prosqa-small"])
+    assert {k: getattr(args, k) for k in recipes.DATASETS["prosqa-small"]} == recipes.DATASETS["prosqa-small"]
+    assert args.pretrain_epochs > 0 and args.render == "graph" and args.until and args.patience and args.max_stage == 3
+    mine = train.parse_args(["--dataset", "prosqa-small", "--n-embd", "64", "--rename", "off", "--patience", "0"])
+    assert (mine.n_embd, mine.rename, mine.patience, mine.n_head) == (64, "off", 0, 4)
+    paper = train.parse_args(["--dataset", "prosqa-small", "--model", "gpt2"])
+    assert (paper.until, paper.patience, paper.pretrain_epochs, paper.epochs_per_stage) == (None, 0, 0, 5)
+
+
+def test_stage_end_says_why():
+    """Stage 0 ends once its written steps go along shortest paths (--until on the path
+    metric), and warns when its cap comes first; a middle stage ends after --patience epochs
+    without a new best validation accuracy; the last stage runs its count."""
+    args = train.parse_args(["--dataset", "prosqa-small", "--until", "0.8", "--patience", "2"])
+    end = lambda rows, stage, n: train.stage_end([{"epoch": i + 1, **r} for i, r in enumerate(rows)], stage, n, args, True)  # noqa: E731
+    assert end([{"lookup_path": 0.79}], 0, 40) is None
+    assert end([{"lookup_path": 0.8}], 0, 40) == "the written steps follow shortest paths (path 80.0% >= 80%)"
+    assert end([{"lookup_path": 0.5}] * 3, 0, 3).startswith("3 epochs; WARNING: the written steps have not formed "
+                                                            "(path 50.0% < 80%)")
+    accs = [{"valid_acc": a} for a in (0.5, 0.6, 0.6, 0.55)]
+    assert [end(accs[:n], 1, 8) for n in (1, 2, 3)] == [None] * 3
+    assert end(accs, 1, 8) == "validation accuracy has not risen for 2 epochs (best 60.0% at epoch 2)"
+    assert end(accs, 3, 60) is None and end(accs, 3, 4) == "4 epochs"
+
+
+def test_gated_stages_end_on_their_metric_and_resume_exactly(prosqa_dir, tmp_path, monkeypatch, capsys):
+    """In a run, stage 0 ends at the epoch its path metric reaches --until and stage 1 when its
+    accuracy stalls for --patience epochs, before their caps; the log and the history say why;
+    a run stopped mid-way resumes to the same epochs and weights."""
+    script = {0: [0.5, 0.9, 0.9], 1: [0.4, 0.5, 0.5, 0.45, 0.6]}  # path (stage 0), valid acc (stage 1)
+    seen = {0: 0, 1: 0}
+
+    def fake_validate(model, valid, enc, sp, args, stage, lookup):
+        seen[stage] += 1
+        value = script[stage][seen[stage] - 1]
+        return {"lookup_path": value, "lookup_hop": 1.0} if stage == 0 else {"valid_acc": value, "valid_tokens": 3.0}
+
+    monkeypatch.setattr(train, "validate", fake_validate)
+    flags = ["--max-stage", "2", "--until", "0.8", "--patience", "2", "--stage0-epochs", "3", "--epochs-per-stage", "5"]
+    history = run(prosqa_dir, tmp_path / "full", *flags, "--stage", "0..1")
+    assert [(h["stage"], h["epoch"]) for h in history] == [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3), (1, 4)]
+    assert history[1]["end"] == "the written steps follow shortest paths (path 90.0% >= 80%)"
+    assert history[-1]["end"] == "validation accuracy has not risen for 2 epochs (best 50.0% at epoch 2)"
+    assert "stage 1 ends: validation accuracy has not risen" in capsys.readouterr().out
+    seen.update({0: 0, 1: 0})
+    run(prosqa_dir, tmp_path / "part", *flags, "--stage", "0")
+    resumed = run(prosqa_dir, tmp_path / "part", *flags, "--stage", "0..1", "--resume")
+    assert [(h["stage"], h["epoch"], h.get("end")) for h in resumed] == \
+        [(h["stage"], h["epoch"], h.get("end")) for h in history]
+    assert_close(weights(tmp_path / "part" / "stage1.pt"), weights(tmp_path / "full" / "stage1.pt"), rtol=0, atol=0)
+
+
+def test_a_finished_pretraining_is_found_and_reused(prosqa_dir, tmp_path, capsys):
+    """A run whose pretraining flags match a finished pretrain.pt in a sibling folder starts
+    from it (the log names the file) instead of pretraining again, and ends as a run given
+    it with --pretrained; another seed, or a pretraining that is not finished, is not reused."""
+    flags = [*GRAPH, "--pretrain-epochs", "1", "--stage", "0"]
+    run(prosqa_dir, tmp_path / "coconut", *flags)
+    capsys.readouterr()
+    history = run(prosqa_dir, tmp_path / "cot", *flags, "--method", "cot")
+    assert "pretrain.pt (a finished pretraining with this run's flags, reused" in capsys.readouterr().out
+    assert [h["stage"] for h in history] == [-1, 0] and not (tmp_path / "cot" / "pretrain.pt").exists()
+    run(prosqa_dir, tmp_path / "given", *GRAPH, "--pretrained", str(tmp_path / "coconut" / "pretrain.pt"),
+        "--stage", "0", "--method", "cot")
+    assert_close(weights(tmp_path / "cot" / "stage0.pt"), weights(tmp_path / "given" / "stage0.pt"), rtol=0, atol=0)
+    assert [h["stage"] for h in run(prosqa_dir, tmp_path / "seed1", *flags, "--seed", "1")] == [-1, 0]
+    run(prosqa_dir, tmp_path / "cut", *GRAPH, "--pretrain-epochs", "2", "--stage", "pre")
+    os.remove(tmp_path / "cut" / "pretrain.pt")  # only latest.pt, mid-pretraining: not a finished one
+    assert [h["stage"] for h in run(prosqa_dir, tmp_path / "again", *GRAPH, "--pretrain-epochs", "2",
+                                    "--stage", "0")][:2] == [-1, -1]
+
+
+def test_mixing_skips_stage_0_and_renaming_waits_for_the_last_stage(prosqa_dir):
+    """--mix-prob draws other stages in the thought stages only: stage 0's batches are those of
+    an unmixed run. --rename last renames in the curriculum's last stage only, all in every
+    stage and the pretraining."""
+    base = ["--data-dir", prosqa_dir, *TINY, *GRAPH, "--max-stage", "2"]
+    mixed, plain = train.parse_args([*base, "--mix-prob", "1"]), train.parse_args(base)
+    enc, splits = train.load_data(plain)
+    sp = data.special_ids(enc)
+    for stage, same in ((0, True), (1, False)):
+        a, b = (train.epoch_batches(splits["train"], stage, 0, x, sp, enc=enc) for x in (mixed, plain))
+        assert all(torch.equal(x.ids, y.ids) for x, y in zip(a, b)) == same
+    last, every = (train.parse_args([*base, "--rename", r]) for r in ("last", "all"))
+    assert [train.renames(last, s) for s in (-1, 0, 1, 2)] == [False, False, False, True]
+    assert all(train.renames(every, s) for s in (-1, 0, 1, 2))

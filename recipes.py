@@ -37,7 +37,7 @@ SMALL = {**PAPER, "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 512, "t
 LAPTOP = {**SMALL, "n_head": 4, "n_embd": 128, "render": "graph", "lr": 1e-3, "batch_size": 128,
           "reset_optimizer": False, "markers": False, "shuffle_facts": True, "mix_prob": 0.1, "rename": "last",
           "pretrain_epochs": 30, "pretrain_people": 0.5, "pretrain_until": 0.95,
-          "until": 0.8, "patience": 2, "stage0_epochs": 40, "epochs_per_stage": 8, "final_epochs": 60}
+          "until": 0.82, "patience": 2, "stage0_epochs": 40, "epochs_per_stage": 8, "final_epochs": 60}
 
 # Zhu et al. 2025 ("Reasoning by Superposition", args/prosqa_coconut_2l_8h_768d.yaml): their
 # model size from scratch (2 layers, width 768, 8 heads) with the laptop recipe's pretraining,

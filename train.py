@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 import random
+import shlex
 import sys
 import time
 from contextlib import nullcontext
@@ -60,9 +61,20 @@ RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out"
 RUN_META = {"args": dict, "stage": int, "epoch": int, "stage_done": bool, "history": list, "tokenizer": dict}
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows a flag's default once: not for None (the recipe's, or said in the help)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train Coconut through its curriculum.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="Train Coconut through its curriculum. A flag without a default shown "
+                                "takes its recipe's value (recipes.py: the preset, and on prosqa-small and prosqa-tiny "
+                                "the laptop recipe).",
+                                formatter_class=HelpFormatter)
     p.add_argument("--dataset", default="prosqa", help="data/<dataset>_{train,valid,test}.json; the generated sets "
                    f"({', '.join(GENERATED)}) are made if missing")
     p.add_argument("--data-dir", default="data", help="folder of the dataset files")
@@ -696,6 +708,16 @@ def stage_end(entries, stage, n_epochs, args, lookup):
     return None
 
 
+def time_left(history, stage, left_here, args):
+    """The run's remaining time at most: the epochs its stages may still train (a gated stage
+    may end sooner), at this stage's mean epoch time (later stages' epochs cost more: more thoughts)."""
+    left = left_here + sum(epochs_of(s, args) for s in range(max(stage, -1) + 1, args.last + 1))
+    if not left:
+        return ""
+    here = [h["seconds"] for h in history if h["stage"] == stage]
+    return f"; at most {left} epochs left, ~{left * sum(here) / len(here) / 60:.0f} min at this pace"
+
+
 def broadcast_flag(flag, device):
     """Rank 0's decision, on every rank."""
     t = torch.tensor([int(flag)], device=device)
@@ -776,7 +798,7 @@ def train(args):
                 if done:
                     entry["end"] = why
                 save_epoch(args, model, opt, enc, stage, epoch + 1, done, history)
-                log(epoch_line(entry, n_epochs))
+                log(epoch_line(entry, n_epochs) + time_left(history, stage, 0 if done else n_epochs - epoch - 1, args))
                 if done:
                     log(f"{stage_name(stage)} ends: {why}")
             if ddp:
@@ -817,14 +839,17 @@ def format_summary(rows):
     return "\n".join(lines)
 
 
-def resume_hint(args, since):
+def resume_hint(args, since, argv):
     """Where an interrupted run can go on: latest.pt, if this run wrote it (after `since`) or
-    resumed from it; read without its tensors (mmap), so Ctrl-C answers at once."""
+    resumed from it, and the command that does it; read without its tensors (mmap), so
+    Ctrl-C answers at once."""
     latest = os.path.join(args.out, "latest.pt") if args else ""
     if os.path.exists(latest) and (args.resume or os.path.getmtime(latest) >= since):
         try:
             m = torch.load(latest, map_location="cpu", mmap=True, weights_only=True)["meta"]
-            return f"resume with --resume from {latest} (saved after stage {m['stage']} epoch {m['epoch']})"
+            again = shlex.join(["python", "train.py", *argv, *([] if args.resume else ["--resume"])])
+            return (f"resume with --resume from {latest} (saved after {stage_name(m['stage'])} epoch {m['epoch']}):\n"
+                    f"  {again}")
         except Exception:  # not readable after all: say nothing about it
             pass
     return "nothing was saved yet; run the same command again to start over"
@@ -832,6 +857,7 @@ def resume_hint(args, since):
 
 def main(argv=None):
     args, since = None, time.time()
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = parse_args(argv)
         return train(args)[1]
@@ -839,7 +865,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
     except KeyboardInterrupt:  # Ctrl-C: one line saying where the run can go on
-        print(f"\ninterrupted: {resume_hint(args, since)}", file=sys.stderr)
+        print(f"\ninterrupted: {resume_hint(args, since, argv)}", file=sys.stderr)
         raise SystemExit(130)  # 128 + SIGINT, as a shell reports it
 
 

@@ -169,9 +169,12 @@ def test_ctrl_c_says_where_to_resume(prosqa_dir, tmp_path, capsys, monkeypatch, 
         pytest.fail("KeyboardInterrupt escaped train.main")
     err = capsys.readouterr().err
     assert e.value.code == 130 and "Traceback" not in err
-    want = (f"interrupted: resume with --resume from {out / 'latest.pt'} (saved after stage 0 epoch 1)"
-            if when == "after the first save" else "interrupted: nothing was saved yet")
-    assert err.strip().splitlines()[-1].startswith(want), err
+    lines = err.strip().splitlines()
+    if when == "after the first save":  # the line, then the command to paste
+        assert lines[-2] == f"interrupted: resume with --resume from {out / 'latest.pt'} (saved after stage 0 epoch 1):"
+        assert lines[-1].startswith("  python train.py --data-dir ") and lines[-1].endswith(" --resume")
+    else:
+        assert lines[-1].startswith("interrupted: nothing was saved yet"), err
 
 
 def ddp_worker(rank, world, port, prosqa_dir, out):

@@ -38,15 +38,15 @@ ProntoQA section: the original generator's construction, with records in the for
 statistics of the original file.
 """
 import argparse
-import json
 import math
 import os
 import random
 import re
 import sys
-import tempfile
 from collections import Counter, deque
 from dataclasses import dataclass, replace
+
+from files import atomic_write, write_json  # noqa: F401 (atomic_write: model.py's, the same one writer)
 
 PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
           "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
@@ -624,28 +624,6 @@ def prontoqa_table(summary):
 
 # -----------------------------------------------------------------------------
 # files
-
-
-def atomic_write(path, write, binary=False):
-    """Call write(f) on a temp file beside path, then rename it over path: readers never see
-    half a file, and an interrupted write never replaces a good one. The project's one atomic
-    writer (model.py's checkpoints use it too); it lives here so the generators need no torch."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these files are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json(path, obj, indent=None):
-    """obj as UTF-8 JSON, written atomically (data splits, run summaries)."""
-    atomic_write(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=indent))
 
 
 GENERATED = (*SIZES, "prontoqa")  # the datasets write_splits makes (data.py generates them when missing)

@@ -35,12 +35,22 @@ import torch.nn.functional as F
 import coconut
 import data
 import train
-from model import GPT, GPTConfig, pick_device
+from model import GPT, GPTConfig, pick_device, set_threads
 
 # Dense peak TFLOP/s per device and dtype, from the vendors' datasheets; --peak-tflops
 # overrides (and is needed for any other device).
 PEAK_TFLOPS = {("H100", "bfloat16"): 989.0, ("H100", "float32"): 67.0, ("H200", "bfloat16"): 989.0,
                ("H200", "float32"): 67.0, ("A100", "bfloat16"): 312.0, ("A100", "float32"): 19.5}
+
+
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each flag's default, except where it says nothing (None, a switch's False) or
+    where the help text already names the default in words."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def sync(device):
@@ -122,7 +132,7 @@ def time_generation(model, prompts, sp, batch_size, max_new_tokens, device):
 def speed(argv):
     """Parts 1 and 2: training and generation speed on ProsQA."""
     p = argparse.ArgumentParser(
-        prog="bench.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="bench.py", formatter_class=Help,
         description="Speed of training with continuous thoughts and of batched generation.",
         epilog="Any train.py flag (--model, --n-embd, --batch-size, --device, --dtype, --compile, ...) works here "
                "too: python train.py --help lists them.")
@@ -137,10 +147,11 @@ def speed(argv):
     for k in ("steps", "repeats", "questions", "gen_tokens"):
         if getattr(ours, k) < 1:
             raise ValueError(f"--{k.replace('_', '-')} {getattr(ours, k)}: must be at least 1")
+    if ours.peak_tflops is not None and not 0 < ours.peak_tflops < math.inf:
+        raise ValueError(f"--peak-tflops {ours.peak_tflops}: must be a positive number")
     args = train.parse_args(rest)
     device = pick_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     enc, splits = train.load_data(args)
     sp = data.special_ids(enc)
     model = train.new_model(args, enc).to(device)
@@ -264,7 +275,7 @@ def lookup_model(args, T):
 def lookup_args(argv):
     """The probe's flags; the names are train.py's where train.py has the same lever."""
     p = argparse.ArgumentParser(
-        prog="bench.py --lookup", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="bench.py --lookup", formatter_class=Help,
         description="In-context lookup probe: after '[R] x', say the child the facts give source x. "
                     "No dataset: batches are drawn on the fly.")
     p.add_argument("--lookup", action="store_true", help="run this probe (the flag that selects it)")
@@ -293,27 +304,63 @@ def lookup_args(argv):
     for k in ("lookup_steps", "every", "queries", "held_out", "n_layer", "n_head", "n_embd", "batch_size", "threads"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
             raise ValueError(f"--{k.replace('_', '-')} {getattr(args, k)}: must be at least 1")
+    for k in ("lr", "weight_decay", "beta2", "grad_clip"):
+        if not math.isfinite(getattr(args, k)):
+            raise ValueError(f"--{k.replace('_', '-')} {getattr(args, k)}: must be a finite number")
     for k in ("warmup", "weight_decay", "grad_clip"):
         if getattr(args, k) < 0:
             raise ValueError(f"--{k.replace('_', '-')} {getattr(args, k)}: must not be negative")
     if not args.lr > 0:
         raise ValueError(f"--lr {args.lr}: must be positive")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed {args.seed}: must be in 0..{MAX_SEED} (torch's generators take 64-bit seeds)")
     if not 0 <= args.beta2 < 1:
         raise ValueError(f"--beta2 {args.beta2}: must be in [0, 1)")
     if args.n_embd % args.n_head:
         raise ValueError(f"--n-head {args.n_head}: must divide --n-embd {args.n_embd}")
     if args.pos_emb == "rope" and args.n_embd // args.n_head % 2:
         raise ValueError(f"--n-head {args.n_head}: rotary positions need an even head size, not {args.n_embd // args.n_head}")
+    check_lookup_memory(args)
     args.device = pick_device(args.device)
     return args
+
+
+MAX_SEED = 2 ** 63 - 1 - 1_000_003  # the held-out batch's generator takes seed + 1_000_003, a signed 64-bit seed too
+LOOKUP_MEMORY = 4 * 2 ** 30  # bytes the probe may take: it is a small CPU experiment, sized in a few GB
+
+
+def lookup_memory(args):
+    """Upper estimates, in bytes, of what the probe's flags make it hold at once (float32):
+    {flags: (bytes, what)} for the model with its gradients and AdamW's two moments, one
+    training step's activations (measured on CPU: ~93 bytes per token, per unit of width, per
+    layer), and the held-out pass (~44 bytes per token and unit of width, one layer at a time)."""
+    T, C, L = 1 + 3 * SOURCES + 3 * args.queries, args.n_embd, args.n_layer
+    params = L * (12 * C * C + 13 * C) + (LOOKUP_VOCAB + T + 2) * C
+    return {
+        f"--n-embd {C} and --n-layer {L}": (16 * params, f"a model of {params:,} parameters, with its gradients and "
+                                                         f"AdamW's state,"),
+        f"--batch-size {args.batch_size} with --queries {args.queries}, --n-embd {C} and --n-layer {L}":
+            (args.batch_size * T * (100 * C * L + 64), f"a training step on {T}-token sequences"),
+        f"--held-out {args.held_out} with --queries {args.queries} and --n-embd {C}":
+            (args.held_out * T * (48 * C + 64), f"the held-out pass on {T}-token sequences"),
+    }
+
+
+def check_lookup_memory(args):
+    """Refuse, before anything is allocated, sizes whose work does not fit in LOOKUP_MEMORY,
+    naming the flags of the largest part."""
+    parts = lookup_memory(args)
+    if sum(b for b, _ in parts.values()) > LOOKUP_MEMORY:
+        flags, (nbytes, what) = max(parts.items(), key=lambda kv: kv[1][0])
+        raise ValueError(f"{flags}: {what} takes about {nbytes / 2 ** 30:,.1f} GB; the probe is kept under "
+                         f"{LOOKUP_MEMORY / 2 ** 30:.0f} GB in all: make it smaller")
 
 
 def lookup(args):
     """Train the probe; print the training loss, the held-out loss and accuracy every --every
     steps against the two reference levels (ln #children: the plateau, 0: the lookup learned), and
     when the held-out loss first fell below half the plateau. Returns the printed rows."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = args.device
     T = 1 + 3 * SOURCES + 3 * args.queries
     model = lookup_model(args, T).to(device)
@@ -376,6 +423,9 @@ def main(argv=None):
     except (ValueError, OSError) as e:  # a bad flag value or a missing file: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except KeyboardInterrupt:  # Ctrl-C in a long probe: one line, no traceback
+        print("\ninterrupted", file=sys.stderr)
+        raise SystemExit(130)
 
 
 if __name__ == "__main__":

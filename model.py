@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prosqa_gen import atomic_write, write_json  # noqa: F401 (the project's one atomic writer, torch-free)
+from files import atomic_write, check_checkpoint_zip, write_json  # noqa: F401 (write_json: for train.py and data.py)
 
 
 @dataclass
@@ -321,8 +321,8 @@ class GPT(nn.Module):
 
 # ============================================================================= files
 # Everything below reads or writes files: GPT-2 weights (a small safetensors reader, checked
-# against the file because the file is untrusted), downloads, checkpoints. Atomic writes are
-# prosqa_gen's atomic_write: it lives there so that the generators import no torch.
+# against the file because the file is untrusted), downloads, checkpoints. Atomic writes and the
+# checkpoint's zip check are files.py's: standard library only, so the generators need no torch.
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # the released sizes on the Hugging Face hub
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")  # stored (in, out)
@@ -537,11 +537,25 @@ def pick_device(name="auto"):
         device = torch.device(name)
     except (RuntimeError, TypeError):
         raise ValueError(f"--device {name!r}: not a device (auto, cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cpu" and device.index is not None:  # torch.load cannot map a checkpoint to 'cpu:0'
+        raise ValueError(f"--device {name!r}: the CPU takes no index: use cpu")
     have = {"cpu": True, "mps": mps,
             "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()}
     if not have.get(device.type, False):
         raise ValueError(f"--device {name!r}: this machine has no such device")
     return name
+
+
+def set_threads(n):
+    """torch.set_num_threads(n) for a --threads flag; None leaves torch's choice. More threads
+    than the machine has CPUs only slows torch down, and a count in the hundred thousands
+    crashes it, so both are refused here in one line."""
+    if n is None:
+        return
+    cpus = os.cpu_count() or 1
+    if type(n) is not int or not 1 <= n <= cpus:
+        raise ValueError(f"--threads {n}: must be 1..{cpus} (this machine's CPUs)")
+    torch.set_num_threads(n)
 
 
 def describe_device(device):
@@ -571,10 +585,12 @@ def save_checkpoint(path, model, meta, extra=None):
 def load_checkpoint(path, device="cpu", meta=None):
     """(model, checkpoint dict) from save_checkpoint's file, with one-line errors for a
     missing, corrupt or mismatched file. Loads with weights_only=True: no pickled code. The
-    file is untrusted, so its config is checked against the stored tensors before a model is
-    built. meta: {key: type} that the checkpoint's metadata must hold (train.py's runs)."""
+    file is untrusted: its zip entries are checked against its size before torch.load reads
+    them (files.check_checkpoint_zip), and its config against the stored tensors before a
+    model is built. meta: {key: type} that the checkpoint's metadata must hold (train.py's runs)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    check_checkpoint_zip(path)  # nothing in the file may inflate past its size inside torch.load
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises many types for a damaged file

@@ -13,6 +13,8 @@ asking which of two concepts a person belongs to. The files use the released sch
     python prosqa_gen.py --nodes 9..12 --steps 2:1,3:1 --name mine   # any difficulty
     python prosqa_gen.py --dataset prontoqa   # data/prontoqa_*.json, 9000 / 200 / 800 (section below)
 
+Files that exist are never replaced (runs may have trained on them): remove them, or pass --force.
+
 One rendered example (the first test example for seed 0, question shortened):
     question: Every lempus is a boompus. Polly is a lempus. ... Every felpus is a
               gwompus. Is Oliver a gorpus or quimpus?
@@ -38,7 +40,6 @@ ProntoQA section: the original generator's construction, with records in the for
 statistics of the original file.
 """
 import argparse
-import json
 import math
 import os
 import random
@@ -47,6 +48,8 @@ import sys
 import tempfile
 from collections import Counter, deque
 from dataclasses import dataclass, replace
+
+from files import atomic_write, write_json  # noqa: F401 (atomic_write: model.py's, the same one writer)
 
 PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
           "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
@@ -81,15 +84,20 @@ class Difficulty:
     def __post_init__(self):
         lo, hi = self.nodes
         if not 1 <= min(s for s, _ in self.steps):
-            raise ValueError(f"steps must be at least 1, got {self.steps_text()}")
+            raise ValueError(f"--steps {self.steps_text()}: steps must be at least 1")
+        if not all(isinstance(w, (int, float)) and 0 < w < math.inf for _, w in self.steps) \
+                or not math.isfinite(sum(w for _, w in self.steps)):
+            raise ValueError(f"--steps {self.steps_text()}: step weights must be positive and finite (and so "
+                             f"must their total)")
         if not lo <= hi or hi > len(PEOPLE) + len(CONCEPTS):
-            raise ValueError(f"nodes {lo}..{hi}: need lo <= hi <= {len(PEOPLE) + len(CONCEPTS)} (the names there are)")
+            raise ValueError(f"--nodes {lo}..{hi}: need lo <= hi <= {len(PEOPLE) + len(CONCEPTS)} "
+                             f"(the names there are)")
         # the person, the target path, the other person and its decoy leaf
         if lo < max(s for s, _ in self.steps) + 3:
-            raise ValueError(f"nodes {lo}..{hi} cannot hold a {max(s for s, _ in self.steps)}-step path, "
+            raise ValueError(f"--nodes {lo}..{hi} cannot hold a {max(s for s, _ in self.steps)}-step path (--steps), "
                              f"another person and a decoy: need at least steps + 3 nodes")
-        if any(w <= 0 for _, w in self.steps) or any(n < 0 for n in (self.n_train, self.n_valid, self.n_test)):
-            raise ValueError("step weights must be positive and split sizes non-negative")
+        if any(n < 0 for n in (self.n_train, self.n_valid, self.n_test)):
+            raise ValueError("split sizes must be non-negative")
 
     def steps_text(self):
         return ",".join(f"{s}:{w}" for s, w in self.steps)
@@ -193,24 +201,65 @@ def pick_shortest_path(rng, parents, dist, count, target):
     return path[::-1]
 
 
+def questions_of(parents, labels, match_decoy=False):
+    """{steps: (targets, decoys)} for every step count a drawn graph can ask about: the person's
+    leaves that many hops away, and the other branch's leaves that may be offered beside them
+    (with match_decoy, only those as far from their nearest person). Also the BFS from the
+    person, (dist, count), that picks the path."""
+    children = children_of(parents)
+    dist, count = shortest_paths(children, 0)
+    leaves = [v for v in range(len(parents)) if not children[v] and parents[v]]
+    negatives = [v for v in leaves if labels[v] == FROM_OTHER]
+    targets = {}
+    for v in leaves:
+        if labels[v] == FROM_ROOT:
+            targets.setdefault(dist[v], []).append(v)
+    if not negatives:
+        return {}, dist, count
+    if not match_decoy:
+        return {s: (t, negatives) for s, t in targets.items()}, dist, count
+    from_people, _ = shortest_paths(children, [v for v, ps in enumerate(parents) if not ps])  # from the nearest person
+    decoys = {}
+    for v in negatives:
+        decoys.setdefault(from_people[v], []).append(v)
+    return {s: (t, decoys[s]) for s, t in targets.items() if s in decoys}, dist, count
+
+
 def sample_graph(rng, size=Difficulty()):
     """Redraw graphs until one has a target at the drawn depth and a negative target."""
     steps = rng.choices([s for s, _ in size.steps], weights=[w for _, w in size.steps])[0]
     for _ in range(100_000):
         parents, labels = build_dag(rng, rng.randint(*size.nodes))
-        children = children_of(parents)
-        dist, count = shortest_paths(children, 0)
-        leaves = [v for v in range(len(parents)) if not children[v] and parents[v]]
-        targets = [v for v in leaves if labels[v] == FROM_ROOT and dist[v] == steps]
-        negatives = [v for v in leaves if labels[v] == FROM_OTHER]
-        if size.match_decoy and targets and negatives:  # the search only where the graph is usable at all
-            from_people, _ = shortest_paths(children, [v for v, ps in enumerate(parents) if not ps])  # from the nearest person
-            negatives = [v for v in negatives if from_people[v] == steps]
-        if targets and negatives:
+        questions, dist, count = questions_of(parents, labels, size.match_decoy)
+        if steps in questions:
+            targets, negatives = questions[steps]
             target, neg = rng.choice(targets), rng.choice(negatives)
             return parents, target, neg, pick_shortest_path(rng, parents, dist, count, target)
     raise ValueError(f"no {steps}-step graph among 100000 drawn with {size.nodes[0]}..{size.nodes[1]} nodes: "
                      f"use more nodes or fewer steps")
+
+
+PROBE_GRAPHS, PROBE_HITS = 10_000, 3  # check_feasible's budget, and what a step count must reach in it
+
+
+def check_feasible(size, graphs=PROBE_GRAPHS, need=PROBE_HITS):
+    """Refuse at once a step count that graphs of this size almost never hold, instead of a
+    generation that gives up at random minutes later (sample_graph stops after 100000 graphs
+    for one question). Graphs are drawn with a fixed seed, so the verdict is the same every
+    time, until each step count asked for has `need` usable ones; one that has fewer after
+    `graphs` draws (a second or two) is refused, naming the most steps that got them."""
+    wanted, hits, rng = {s for s, _ in size.steps}, Counter(), random.Random(0)
+    for _ in range(graphs):
+        parents, labels = build_dag(rng, rng.randint(*size.nodes))
+        hits.update(questions_of(parents, labels, size.match_decoy)[0].keys())
+        if all(hits[s] >= need for s in wanted):
+            return
+    rare = min(s for s in wanted if hits[s] < need)
+    most = max((s for s in hits if hits[s] >= need), default=None)
+    decoy = ", a decoy as far (--match-decoy)" if size.match_decoy else ""
+    raise ValueError(f"--steps {size.steps_text()}: graphs of {size.nodes[0]}..{size.nodes[1]} nodes (--nodes){decoy} "
+                     f"almost never hold a {rare}-step question ({hits[rare]} in {graphs:,} drawn): use more nodes or "
+                     + (f"at most {most} steps" if most else "fewer steps"))
 
 # -----------------------------------------------------------------------------
 # rendering to sentences
@@ -626,28 +675,6 @@ def prontoqa_table(summary):
 # files
 
 
-def atomic_write(path, write, binary=False):
-    """Call write(f) on a temp file beside path, then rename it over path: readers never see
-    half a file, and an interrupted write never replaces a good one. The project's one atomic
-    writer (model.py's checkpoints use it too); it lives here so the generators need no torch."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these files are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json(path, obj, indent=None):
-    """obj as UTF-8 JSON, written atomically (data splits, run summaries)."""
-    atomic_write(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=indent))
-
-
 GENERATED = (*SIZES, "prontoqa")  # the datasets write_splits makes (data.py generates them when missing)
 
 
@@ -678,11 +705,46 @@ def generate_split(rng, n, seen, make, progress=False, what=""):
     return records
 
 
+MAX_QUESTIONS = 200_000  # in the three splits together: they are held in memory while generated, ~5 KB each
+
+
+def check_out(out_dir, paths, overwrite=False):
+    """Before any generating: out_dir must be a folder or not exist yet, and no file of `paths`
+    may be there already (the user's, or files that runs have trained on), unless overwrite."""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"{out_dir}: exists and is not a folder (--out)")
+    for path in paths:
+        if os.path.isdir(path):
+            raise ValueError(f"{path}: is a folder, where the generated file would go")
+        if os.path.lexists(path) and not overwrite:
+            raise ValueError(f"{path}: already exists; not overwriting it (remove it first, or pass --force)")
+
+
+def make_folder(out_dir):
+    """Create out_dir (if missing) and check that files can be written in it, before minutes of
+    generating; returns the folders it created, deepest first (an error afterwards removes them)."""
+    created, folder = [], os.path.abspath(out_dir)
+    while not os.path.exists(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ValueError(f"{out_dir}: cannot write files there ({e.strerror or e}) (--out)") from None
+    return created
+
+
 def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None, quiet=False,
-                 dataset="prosqa", size=None):
+                 dataset="prosqa", size=None, overwrite=True):
     """Generate, write <out_dir>/<dataset>_{split}.json, and return {split: records}. ProntoQA
     when dataset is "prontoqa"; otherwise ProsQA at the difficulty `size`, or SIZES[dataset].
-    n_* override the split sizes."""
+    n_* override the split sizes. overwrite=False refuses, before generating, when one of the
+    three files exists (python prosqa_gen.py without --force). Every check runs before the
+    generating: the sizes, the folder, and (for a size not in SIZES) whether graphs of that size
+    hold the step counts asked for at all (check_feasible)."""
     if dataset == "prontoqa":
         defaults, what, table = PRONTOQA_SPLITS, describe(dataset), lambda rs: prontoqa_table(prontoqa_summarize(rs))
 
@@ -699,17 +761,50 @@ def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None
     sizes = {k: defaults[k] if v is None else v for k, v in sizes.items()}
     if any(n < 0 for n in sizes.values()):
         raise ValueError(f"split sizes must be non-negative, got {sizes}")
-    rng, seen, splits = random.Random(seed), set(), {}
-    # test and valid first, so a smaller --n-train keeps the same evaluation sets
-    for name, n in sizes.items():
-        progress = name == "train" and not quiet and sys.stderr.isatty()  # no progress line in a log file
-        splits[name] = generate_split(rng, n, seen, make, progress, what)
-    os.makedirs(out_dir, exist_ok=True)
+    if sum(sizes.values()) > MAX_QUESTIONS:
+        big = max(sizes, key=sizes.get)
+        raise ValueError(f"--n-{big} {sizes[big]}: {sum(sizes.values()):,} questions in all, more than the "
+                         f"{MAX_QUESTIONS:,} that fit in memory while they are generated")
+    paths = {name: os.path.join(out_dir, f"{dataset}_{name}.json") for name in sizes}
+    check_out(out_dir, paths.values(), overwrite)
+    if dataset != "prontoqa" and size not in SIZES.values():
+        check_feasible(size)
+    created = make_folder(out_dir)
+    try:
+        rng, seen, splits = random.Random(seed), set(), {}
+        # test and valid first, so a smaller --n-train keeps the same evaluation sets
+        for name, n in sizes.items():
+            progress = name == "train" and not quiet and sys.stderr.isatty()  # no progress line in a log file
+            splits[name] = generate_split(rng, n, seen, make, progress, what)
+    except BaseException:  # nothing written: leave no new folder behind either
+        for folder in created:
+            try:
+                os.rmdir(folder)  # only an empty one
+            except OSError:
+                break
+        raise
     for name, records in splits.items():
-        write_json(os.path.join(out_dir, f"{dataset}_{name}.json"), records)
+        write_json(paths[name], records, overwrite=overwrite)
     if not quiet:
         print(table([r for records in splits.values() for r in records]))
     return splits
+
+
+def check_name(name, size):
+    """--name makes the files <name>_<split>.json: a file prefix (not a path, not empty), and not
+    the name of a generated dataset (data.py reads those as that dataset) unless the size is its."""
+    if not name:
+        raise ValueError("--name is empty: the files would be named _<split>.json")
+    if any(c in name for c in {"/", os.sep, os.altsep} - {None}) or ".." in name or not name.isprintable():
+        raise ValueError(f"--name {name!r}: a file prefix, not a path (no '/', '..' or control characters)")
+    if name == "prontoqa":
+        raise ValueError("--name prontoqa: the ProntoQA files' name; ProsQA files need another (--dataset prontoqa "
+                         "makes ProntoQA)")
+    if name in SIZES and (size.nodes, size.steps, size.match_decoy) != \
+            (SIZES[name].nodes, SIZES[name].steps, SIZES[name].match_decoy):
+        raise ValueError(f"--name {name}: the name of the generated {name} ({SIZES[name].describe()}"
+                         f"{', decoy matched' if SIZES[name].match_decoy else ''}), not of this difficulty "
+                         f"({size.describe()}{', decoy matched' if size.match_decoy else ''}): choose another name")
 
 
 def parse_nodes(text):
@@ -751,23 +846,32 @@ def main(argv=None):
     parser.add_argument("--n-valid", type=int, default=None, help="validation examples")
     parser.add_argument("--n-test", type=int, default=None, help="test examples")
     parser.add_argument("--quiet", action="store_true", help="no progress line and no table")
+    parser.add_argument("--force", action="store_true",
+                        help="replace <out>/<name>_<split>.json files that exist (without it they are never touched)")
     args = parser.parse_args(argv)
     try:
+        if not args.out:
+            raise ValueError("--out is empty: name a folder (default: data)")
         if args.dataset == "prontoqa":
-            if args.nodes or args.steps or args.match_decoy is not None or args.name:
+            if args.nodes or args.steps or args.match_decoy is not None or args.name is not None:
                 parser.error("--nodes/--steps/--match-decoy/--name are ProsQA's knobs; "
                              "ProntoQA has the paper's shape only")
-            write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet, "prontoqa")
+            write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet, "prontoqa",
+                         overwrite=args.force)
             return
         base = SIZES[args.dataset]
         match = base.match_decoy if args.match_decoy is None else args.match_decoy
         size = replace(base, nodes=args.nodes or base.nodes, steps=args.steps or base.steps, match_decoy=match)
         if size != base and args.name is None:
             parser.error("--nodes/--steps/--match-decoy change the difficulty: name the files with --name")
-        write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet,
-                     args.name or args.dataset, size)
-    except ValueError as e:
+        name = args.dataset if args.name is None else args.name
+        check_name(name, size)
+        write_splits(args.out, args.seed, args.n_train, args.n_valid, args.n_test, args.quiet, name, size,
+                     overwrite=args.force)
+    except (ValueError, OSError) as e:  # OSError: a write that failed after all (disk full, ...)
         parser.exit(2, f"error: {e}\n")
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback
+        parser.exit(130, "\ninterrupted: the split files are written only once all three are generated\n")
 
 
 if __name__ == "__main__":

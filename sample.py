@@ -13,7 +13,7 @@ shortest path to the target.
     python sample.py --latent 6                       # 3 test questions, out/prosqa-coconut/latest.pt
     python sample.py --dataset prosqa --method cot --n 5
     python sample.py --question "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or zumpus?"
-    python sample.py --eval --latent 3                # accuracy on the whole test split with 3 thoughts
+    python sample.py --eval --latent 3 --threads 1    # accuracy on the whole test split with 3 thoughts
     python sample.py --ckpt out/prosqa-coconut/stage3.pt --eval --split valid
     python sample.py --ckpt out/prosqa-coconut/stage3.pt --eval --split train --n 1000 --rename 0   # memorised?
     python sample.py --compare out/prosqa-tiny-coconut out/prosqa-tiny-cot   # the paper's Table 1 for these runs
@@ -21,6 +21,7 @@ shortest path to the target.
 
 import argparse
 import json
+import math
 import os
 import random
 import textwrap
@@ -28,9 +29,9 @@ import time
 from dataclasses import replace
 
 import coconut
-from data import (RENDERS, encode, encoding_from_state, extract_answer, has_graphs, load_split, need_graphs, read_graph,
-                  render, special_ids, tokenize)
-from model import load_checkpoint, pick_device
+from data import (RENDERS, WORDS_PATTERN, check_records, encode, encoding_from_state, extract_answer, has_graphs,
+                  need_graphs, parse_json, read_graph, read_text, render, special_ids, tokenize)
+from model import load_checkpoint, pick_device, set_threads
 from prosqa_gen import name_pools, rename, shortest_paths
 
 THOUGHTLESS = ("cot", "no-cot", "icot")  # methods whose prompt never holds thoughts: --latent does not apply
@@ -187,21 +188,53 @@ PAPER = {"gsm8k": {"cot": (42.9, 25.0), "no-cot": (16.5, 2.2), "icot": (30.0, 2.
                     "pause-as-thought": (96.6, 8.2)}}
 
 
+MAX_SUMMARY = 64 * 1024 * 1024  # a summary.json is a few KB; a larger file is not one
+
+
 def read_summary(run):
-    """A finished run's summary.json (run: its folder, or the file), checked."""
+    """A finished run's summary.json (run: its folder, or the file), checked: every field the
+    table prints has the type train.py writes, so a damaged file is one line naming it."""
     path = run if run.endswith(".json") else os.path.join(run, "summary.json")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{path}: not a file; a run writes its summary.json when it finishes")
     try:
+        if os.path.getsize(path) > MAX_SUMMARY:
+            raise ValueError(f"{path}: {os.path.getsize(path):,} bytes, too large for a summary written by train.py")
         with open(path, encoding="utf-8") as f:
             s = json.load(f)
     except OSError as e:
         raise ValueError(f"{path}: cannot read it ({e.strerror or e}); a run writes it when it finishes") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValueError(f"{path}: not valid JSON") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid JSON (nested too deeply)") from None
     ok = isinstance(s, dict) and isinstance(s.get("args"), dict) and isinstance(s.get("stages"), list) and \
-        all(isinstance(s.get(k), (int, float)) for k in ("test_acc", "test_tokens"))
-    if not ok or not all(isinstance(r, dict) and isinstance(r.get("seconds"), (int, float)) for r in s["stages"]):
+        all(is_number(s.get(k)) for k in ("test_acc", "test_tokens"))
+    if not ok or not all(isinstance(r, dict) and is_number(r.get("seconds")) for r in s["stages"]):
         raise ValueError(f"{path}: not a summary written by train.py (args, stages, test_acc, test_tokens)")
+    fields = [(s, "minutes", is_number, "a number"), (s, "hardware", is_line, "a line of text"),
+              (s["args"], "method", is_line, "a line of text"), (s["args"], "dataset", is_line, "a line of text"),
+              (s["args"], "markers", lambda x: type(x) is bool, "true or false"),
+              (s["args"], "c_thought", lambda x: type(x) is int, "an integer"),
+              (s["args"], "mix_prob", lambda x: x is None or is_number(x), "a number")]
+    for where, key, good, kind in fields:
+        if key in where and not good(where[key]):
+            name = key if where is s else f"args.{key}"
+            raise ValueError(f"{path}: '{name}' must be {kind}, not {str(json.dumps(where[key]))[:60]}: "
+                             f"not a summary written by train.py")
     return path, s
+
+
+def is_number(x):
+    """A finite JSON number that a float holds (not true/false, which Python counts as integers)."""
+    try:
+        return type(x) in (int, float) and math.isfinite(x)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
+def is_line(x):
+    return isinstance(x, str) and x.isprintable()
 
 
 def compare_table(runs):
@@ -257,6 +290,7 @@ def build_parser():
                    help="how ProsQA questions are written (default: the checkpoint's, as it was trained); "
                         "another rendering than the checkpoint's is refused")
     p.add_argument("--device", type=str, default="auto", help="cuda, mps, cpu, or auto (the first available)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--compare", nargs="+", metavar="RUN", default=None,
                    help="print the paper's Table 1 for these finished runs (their folders, or summary.json files): "
                         "method, test accuracy, tokens, minutes, hardware, and the paper's figures beside")
@@ -268,12 +302,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         check_flags(args)
+        set_threads(args.threads)
         if args.compare:
             print(compare_table(args.compare))
         else:
             run(args)
     except (OSError, ValueError) as e:  # data.DataError is a ValueError; OSError covers missing files
         parser.exit(2, f"{parser.prog}: error: {e}\n")
+    except KeyboardInterrupt:  # Ctrl-C in a long --eval: one line, no traceback
+        parser.exit(130, f"\n{parser.prog}: interrupted\n")
 
 
 def check_flags(args):
@@ -288,6 +325,8 @@ def check_flags(args):
 
 
 RUN_ARGS = {"method": str, "dataset": str, "c_thought": int, "max_stage": int, "pad_latent_to_max": bool}
+OPTIONAL_RUN_ARGS = {"data_dir": str, "markers": bool, "render": str}  # runs before these flags lack them
+PRETRAIN = -1  # train.py's stage number of the lookup pretraining (--stage pre)
 
 
 def check_run_args(path, targs, stage):
@@ -295,11 +334,55 @@ def check_run_args(path, targs, stage):
     for k, kind in RUN_ARGS.items():
         if not isinstance(targs.get(k), kind):
             raise ValueError(f"{path}: checkpoint args lack '{k}' (a {kind.__name__}): not written by train.py?")
+    for k, kind in OPTIONAL_RUN_ARGS.items():
+        if k in targs and not isinstance(targs[k], kind):
+            raise ValueError(f"{path}: checkpoint arg '{k}' is not a {kind.__name__}: not written by train.py?")
+    n = targs.get("max_new_tokens")
+    if n is not None and (type(n) is not int or n < 1):
+        raise ValueError(f"{path}: checkpoint arg 'max_new_tokens' is {n!r}, not a positive integer: "
+                         f"not written by train.py?")
+    if stage == PRETRAIN:
+        raise ValueError(f"{path}: the lookup pretraining's checkpoint (train.py --stage pre), which answers no "
+                         f"question: start a run from it with train.py --pretrained {path}, and sample that run's "
+                         f"stage<k>.pt")
     try:
         coconut.Curriculum.of_run(targs, stage)  # the curriculum checks method, stage, c and max_stage itself
     except ValueError:
         raise ValueError(f"{path}: checkpoint has method {targs['method']!r}, c_thought {targs['c_thought']}, "
                          f"max_stage {targs['max_stage']}, stage {stage}: not a run train.py can make") from None
+
+
+def check_tokenizer(path, state):
+    """A 'words' tokenizer state whose pattern is not the one train.py saves is refused before
+    tiktoken sees it: a pattern that matches an empty string (such as '(?=.)') makes tiktoken
+    panic in Rust at the first encode, with a backtrace that no except clause for errors catches."""
+    words = isinstance(state, dict) and state.get("name") == "words"
+    if words and state.get("pattern", WORDS_PATTERN) != WORDS_PATTERN:
+        raise ValueError(f"{path}: bad 'words' tokenizer: its pattern {str(state['pattern'])[:60]!r} is not the one "
+                         f"train.py saves")
+
+
+def check_thoughts(path, model, curriculum, latent, targs):
+    """The number of thoughts in a prompt, checked against the model's context before any prompt
+    is built: a --latent (or a checkpoint's c_thought x stage) in the millions is one line, not
+    minutes of building lists that cannot fit."""
+    most = curriculum.plan(targs["max_stage"] + 1).n_thoughts if latent is None else latent  # steps never add more
+    block = model.config.block_size
+    if most >= block and latent is not None:
+        raise ValueError(f"--latent {latent}: more thoughts than the model's context holds (block_size {block})")
+    if most >= block:
+        raise ValueError(f"{path}: stage {curriculum.stage} with c_thought {curriculum.c} gives {most} thoughts, more "
+                         f"than the model's context holds (block_size {block})")
+
+
+def read_split(path):
+    """The records of one split file, checked; never generated (train.py makes missing ProsQA
+    files: sample.py reads what a run was trained and tested on, or says it is missing)."""
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: file not found (--data-dir, or the folder the run was trained on)")
+    records = parse_json(read_text(path), path)
+    check_records(records, path)
+    return records
 
 
 def renamed(records, seed, source):
@@ -317,11 +400,12 @@ def run(args):
     meta = ckpt["meta"]
     targs, stage = meta["args"], meta["stage"]
     check_run_args(path, targs, stage)
+    check_tokenizer(path, meta["tokenizer"])
     enc = encoding_from_state(meta["tokenizer"], path)
     if enc.n_vocab != model.config.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {enc.n_vocab} tokens, the model {model.config.vocab_size}")
     sp = special_ids(enc)
-    args.max_new_tokens = args.max_new_tokens or targs.get("max_new_tokens", 64)
+    args.max_new_tokens = args.max_new_tokens or targs.get("max_new_tokens") or 64
     how = targs.get("render", "text")  # checkpoints older than --render were trained on sentences
     if how not in RENDERS:
         raise ValueError(f"{path}: checkpoint args have an unknown rendering {how!r}: not written by train.py?")
@@ -331,6 +415,7 @@ def run(args):
     if latent is not None and targs["method"] in THOUGHTLESS:
         print(f"note: method {targs['method']} has no thoughts; --latent {latent} is ignored")
         latent = None
+    check_thoughts(path, model, coconut.Curriculum.of_run(targs, stage), latent, targs)
     if args.question is not None:
         if latent is None and targs["method"] not in THOUGHTLESS:  # no steps to count: use the full count
             latent = coconut.Curriculum.of_run(targs, stage).plan(targs["max_stage"] + 1).n_thoughts
@@ -340,7 +425,7 @@ def run(args):
     dataset = targs["dataset"]
     data_dir = args.data_dir or targs.get("data_dir", "data")
     source = os.path.join(data_dir, f"{dataset}_{args.split}.json")
-    records = render(load_split(dataset, args.split, data_dir), how, source)
+    records = render(read_split(source), how, source)
     if args.rename is not None:
         records = renamed(records, args.rename, source)
     if not args.eval:

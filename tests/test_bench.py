@@ -219,14 +219,64 @@ def test_lookup_says_where_it_crossed(monkeypatch, capsys):
     (["--n-head", "3"], "--n-head 3: must divide --n-embd 128"),
     (["--lr", "0"], "--lr 0.0: must be positive"),
     (["--pos-emb", "rope", "--n-embd", "12", "--n-head", "4"], "rotary positions need an even head size"),
+    (["--queries", "10000000"], "--batch-size 128 with --queries 10000000, --n-embd 128 and --n-layer 2: a training "
+                                "step on 30000016-token sequences takes about"),
+    (["--held-out", "1000000000"], "--held-out 1000000000 with --queries 8 and --n-embd 128: the held-out pass"),
+    (["--batch-size", "100000000"], "--batch-size 100000000 with --queries 8"),
+    (["--n-embd", "8192"], "--n-embd 8192 and --n-layer 2: a model of "),
+    (["--n-layer", "100000"], "--n-layer 100000: a training step"),
+    (["--lr", "inf"], "--lr inf: must be a finite number"),
+    (["--weight-decay", "nan"], "--weight-decay nan: must be a finite number"),
+    (["--grad-clip", "nan"], "--grad-clip nan: must be a finite number"),
+    (["--beta2", "nan"], "--beta2 nan: must be a finite number"),
+    (["--seed", str(2 ** 70)], f"--seed {2 ** 70}: must be in 0.."),
+    (["--seed", "-1"], "--seed -1: must be in 0.."),
+    (["--threads", "100000"], "--threads 100000: must be 1.."),
 ])
-def test_lookup_bad_flag_is_one_line(argv, needle, capsys):
-    """A flag value that cannot work is refused before any work, in one line naming it."""
+def test_lookup_bad_flag_is_one_line(argv, needle, capsys, monkeypatch):
+    """A flag value that cannot work is refused before any work, in one line naming it: sizes
+    whose work would not fit in a few GB (allocator tracebacks asking 15-220 GB), floats that
+    are not finite (NaN losses), a seed torch cannot take, and a thread count that crashes torch."""
+    monkeypatch.setattr(bench, "lookup_model", lambda *a: pytest.fail("built the model before refusing"))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail(f"set {n} threads before refusing"))
     with pytest.raises(SystemExit) as e:
         bench.main(["--lookup", *argv])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("error: ") and needle in err, err
+
+
+def test_lookup_memory_estimate_allows_the_documented_runs():
+    """The defaults and the sizes the docstrings use stay well inside the probe's bound."""
+    for argv in (["--lookup"], TINY_LOOKUP, ["--lookup", "--n-embd", "64", "--n-head", "2", "--held-out", "256"],
+                 ["--lookup", "--batch-size", "512", "--queries", "16", "--n-layer", "4"]):
+        bench.check_lookup_memory(bench.lookup_args(argv))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--peak-tflops", "0"], "--peak-tflops 0.0: must be a positive number"),
+    (["--peak-tflops", "nan"], "--peak-tflops nan: must be a positive number"),
+    (["--threads", "100000"], "--threads 100000: must be 1.."),
+])
+def test_speed_bad_flag_is_one_line(argv, needle, capsys, monkeypatch):
+    """The speed benchmark's own bad values are one line before any data is loaded (a zero
+    peak divided the MFU by zero; a huge --threads crashed torch)."""
+    monkeypatch.setattr(train, "load_data", lambda *a, **k: pytest.fail("loaded data before refusing"))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail(f"set {n} threads before refusing"))
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+
+
+def test_interrupted_is_one_line(capsys, monkeypatch):
+    """Ctrl-C in the probe is one line (exit 130), not a traceback."""
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bench, "lookup_batch", interrupt)
+    with pytest.raises(SystemExit) as e:
+        bench.main([*TINY_LOOKUP, "--lookup-steps", "2"])
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
 
 
 def test_lookup_is_learned_on_held_out_sequences():

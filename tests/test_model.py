@@ -3,11 +3,14 @@
 import json
 import os
 import struct
+import zipfile
 
 import pytest
 import torch
 from torch.testing import assert_close
 
+import files
+import model
 from model import GPT, load_checkpoint, read_safetensors, save_checkpoint
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "tiny_gpt2")
@@ -241,7 +244,8 @@ class Opaque:
     (dict(config={"n_layer": 3}), "missing tensor 'transformer.h.2.ln_1.weight'"),
     (dict(config={"n_layer": 1}), "unexpected tensor 'transformer.h.1."),
     (dict(model={"transformer.wte.weight": "text"}), "'model' is not a dict of dense float tensors"),
-    (dict(raw=b""), "not a readable checkpoint (EOFError: empty or cut short)"),
+    (dict(raw=b""), "not a readable checkpoint (an empty file)"),
+    (dict(raw=b"PK\x03\x04" + bytes(300)), "not a readable checkpoint (not a zip archive, which torch.save writes)"),
     (dict(meta=Opaque()), "not a readable checkpoint (holds an object that is not plain data: "),
     (dict(config={"pos_emb": "alibi"}), "bad model config in checkpoint (pos_emb must be 'learned' or 'rope'"),
 ])
@@ -272,3 +276,94 @@ def test_unknown_name_is_a_clear_error():
     """A name that is neither a file nor a GPT-2 size is refused without a download."""
     with pytest.raises(ValueError, match="not a file, and not one of the GPT-2 names"):
         GPT.from_pretrained("gpt3-huge")
+
+
+def rezip(src, dst, compression=zipfile.ZIP_STORED, **patch):
+    """src's zip entries written again to dst with `compression`; patch={index: declared size}
+    then overwrites the uncompressed size that entry's central directory record declares."""
+    with zipfile.ZipFile(src) as z:
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(dst, "w", compression) as z:
+        for name, data in entries:
+            z.writestr(name, data)
+    raw = bytearray(open(dst, "rb").read())
+    records = [i for i in range(len(raw)) if raw[i:i + 4] == b"PK\x01\x02"]  # central directory records
+    for index, size in patch.items():
+        struct.pack_into("<I", raw, records[int(index[1:])] + 24, size)  # uncompressed size, at offset 24
+    open(dst, "wb").write(bytes(raw))
+
+
+@pytest.mark.parametrize("how, message", [
+    (dict(compression=zipfile.ZIP_DEFLATED), "entry 'archive/data.pkl' is compressed"),
+    (dict(e4=2 ** 31), "declares 2,147,483,648 bytes, more than the file's"),
+    (dict(e4="HALF", e15="HALF"), "entries declare"),
+    (dict(limit=5), "its zip directory lists 34 entries"),
+], ids=["deflated", "entry-too-large", "entries-too-large", "too-many-entries"])
+def test_checkpoint_zip_is_checked_before_torch_load(tiny_gpt, tmp_path, monkeypatch, how, message):
+    """A checkpoint whose zip entries are compressed (a small file that inflates to gigabytes
+    inside torch.load), or declare more bytes than the file holds, one by one or together, is
+    one line naming the file, and torch.load never sees it."""
+    path = str(tmp_path / "m.pt")
+    save_checkpoint(str(tmp_path / "saved.pt"), tiny_gpt(), {})
+    size = os.path.getsize(tmp_path / "saved.pt")
+    patch = {k: size // 2 + 100 if v == "HALF" else v for k, v in how.items() if k.startswith("e")}
+    rezip(tmp_path / "saved.pt", path, how.get("compression", zipfile.ZIP_STORED), **patch)
+    if "limit" in how:
+        monkeypatch.setattr(files, "MAX_ZIP_ENTRIES", how["limit"])
+    monkeypatch.setattr(model.torch, "load", lambda *a, **k: pytest.fail("torch.load read an unchecked file"))
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(path)
+    err = str(e.value)
+    assert err.startswith(f"{path}: not a readable checkpoint (") and message in err and "\n" not in err, err
+
+
+def test_rezipped_stored_checkpoint_still_loads(tiny_gpt, tmp_path):
+    """The zip check passes what torch.save writes, and the same entries stored again."""
+    m = tiny_gpt()
+    save_checkpoint(str(tmp_path / "a.pt"), m, {"x": 1})
+    rezip(tmp_path / "a.pt", tmp_path / "b.pt")
+    for name in ("a.pt", "b.pt"):
+        loaded, ckpt = load_checkpoint(str(tmp_path / name))
+        assert ckpt["meta"] == {"x": 1}
+        assert_close(loaded.lm_head.weight, m.lm_head.weight, rtol=0, atol=0)
+
+
+def test_zip64_end_record_is_read(tmp_path):
+    """A zip whose classic end record defers to the zip64 one (0xFFFF entries) has its real
+    entry count read from the zip64 record, as torch's big checkpoints need."""
+    path = tmp_path / "z.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(3):
+            z.writestr(f"e{i}", b"x" * 10)
+    raw = bytearray(path.read_bytes())
+    eocd = raw.rfind(b"PK\x05\x06")
+    (cd_size,) = struct.unpack_from("<I", raw, eocd + 12)
+    zip64 = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, 3, 3, cd_size, eocd - cd_size)
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, eocd, 1)
+    struct.pack_into("<HH", raw, eocd + 8, 0xFFFF, 0xFFFF)
+    raw[eocd:eocd] = zip64 + locator
+    path.write_bytes(bytes(raw))
+    with open(path, "rb") as f:
+        assert files.zip_directory(f, os.path.getsize(path)) == (3, cd_size)
+
+
+def test_set_threads_bounds_the_count():
+    """--threads beyond the machine's CPUs is one line (a count in the hundred thousands crashes
+    torch); None keeps torch's choice."""
+    n = torch.get_num_threads()
+    model.set_threads(None)
+    assert torch.get_num_threads() == n
+    model.set_threads(1)
+    assert torch.get_num_threads() == 1
+    for bad in (0, (os.cpu_count() or 1) + 1, 100_000):
+        with pytest.raises(ValueError, match=f"--threads {bad}: must be 1..{os.cpu_count()}"):
+            model.set_threads(bad)
+
+
+def test_cpu_device_with_an_index_is_blamed_on_the_flag():
+    """--device cpu:0 is refused as a flag (torch.load cannot map to it, and the error blamed
+    the checkpoint); plain cpu passes."""
+    assert model.pick_device("cpu") == "cpu"
+    for name in ("cpu:0", "cpu:5"):
+        with pytest.raises(ValueError, match=f"--device '{name}': the CPU takes no index: use cpu"):
+            model.pick_device(name)

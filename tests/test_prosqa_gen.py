@@ -1,14 +1,20 @@
 """Tests for prosqa_gen.py: determinism, validity of every example, split hygiene, statistics."""
 import json
+import math
 import os
 import random
 import re
+import subprocess
+import sys
 from collections import deque
 
 import pytest
 
 import data
+import files
 import prosqa_gen
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def bfs_distances(edges, source):
@@ -249,6 +255,8 @@ def test_step_weights_set_the_mix():
     (dict(nodes=(10, 80)), "need lo <= hi <= 55"),
     (dict(steps=((0, 1), (3, 1))), "steps must be at least 1"),
     (dict(steps=((3, 0),)), "weights must be positive"),
+    (dict(steps=((3, math.nan),)), "--steps 3:nan: step weights must be positive and finite"),
+    (dict(steps=((3, 1e308), (4, 1e308))), r"positive and finite \(and so must their total\)"),
 ])
 def test_impossible_difficulty_is_refused(kwargs, message):
     """Guards the knobs against settings no graph can meet: a clear error, not an endless redraw."""
@@ -285,6 +293,122 @@ def test_cli_refuses_unnamed_changes(tmp_path, capsys, change):
     code, err = run_cli(capsys, tmp_path, *change)
     assert code == 2 and "--name" in err, err
     assert os.listdir(tmp_path) == []
+
+
+def one_error(code, err, *needles):
+    """A refusal as a user should see it: exit 2, one 'error: ...' line holding every needle."""
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+@pytest.fixture
+def no_generating(monkeypatch):
+    """Fails the test if a question gets generated: refusals must come before the minutes of work."""
+    def fail(*args, **kwargs):
+        pytest.fail("generated questions before refusing")
+    monkeypatch.setattr(prosqa_gen, "generate_example", fail)
+    monkeypatch.setattr(prosqa_gen, "prontoqa_example", fail)
+
+
+def test_cli_never_overwrites_split_files(tmp_path, capsys):
+    """Existing <name>_<split>.json files (which runs trained on) are never replaced: another
+    difficulty or the same one under their name is refused in one line naming the file, and
+    the files keep their bytes; --force replaces them."""
+    out = tmp_path / "d"
+    assert run_cli(capsys, out, "--dataset", "prosqa-tiny") == (0, "")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    one_error(*run_cli(capsys, out, "--dataset", "prosqa-tiny", "--seed", "1"),
+              f"{out / 'prosqa-tiny_test.json'}: already exists; not overwriting it", "--force")
+    one_error(*run_cli(capsys, out, "--nodes", "9..12", "--name", "prosqa-tiny"), "--name prosqa-tiny")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert run_cli(capsys, out, "--dataset", "prosqa-tiny", "--seed", "1", "--force") == (0, "")
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after.keys() == before.keys() and all(after[k] != before[k] for k in before)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--name", "../x"], "--name '../x': a file prefix, not a path"),
+    (["--name", "a/b"], "--name 'a/b': a file prefix, not a path"),
+    (["--name", "a\nb"], "--name 'a\\nb': a file prefix, not a path"),
+    (["--name", ""], "--name is empty"),
+    (["--name", "prontoqa"], "--name prontoqa: the ProntoQA files' name"),
+    (["--nodes", "9..12", "--name", "prosqa-tiny"], "--name prosqa-tiny: the name of the generated prosqa-tiny"),
+    (["--dataset", "prosqa-small", "--name", "prosqa"], "--name prosqa: the name of the generated prosqa"),
+], ids=lambda a: repr(a) if isinstance(a, list) else None)
+def test_cli_refuses_bad_names(tmp_path, capsys, no_generating, args, needle):
+    """--name is a file prefix: not empty (the files would take the paper's name), not a path
+    (writing outside --out), and not the name of a generated set unless the size is that set's
+    (data.py would read the files as that dataset). Refused before generating; nothing written."""
+    one_error(*run_cli(capsys, tmp_path / "out", "--nodes", "9..12", *args), needle)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_checks_out_before_generating(tmp_path, capsys, no_generating):
+    """--out that is a file, under a file, or empty is one line before any question is made."""
+    (tmp_path / "F").write_text("mine")
+    one_error(*run_cli(capsys, tmp_path / "F", "--dataset", "prosqa-tiny"),
+              f"{tmp_path / 'F'}: exists and is not a folder")
+    one_error(*run_cli(capsys, tmp_path / "F" / "sub", "--dataset", "prosqa-tiny"), "cannot write files there", "--out")
+    one_error(*run_cli(capsys, "", "--dataset", "prosqa-tiny"), "--out is empty")
+    assert (tmp_path / "F").read_text() == "mine" and os.listdir(tmp_path) == ["F"]
+
+
+def test_cli_refuses_step_counts_the_nodes_cannot_hold(tmp_path, capsys, no_generating):
+    """A step count that graphs of the node range (almost) never hold is refused at once,
+    naming --steps and the most steps that fit, instead of failing at random minutes into the
+    generation; so are weights that are not finite, and more questions than fit in memory."""
+    one_error(*run_cli(capsys, tmp_path / "a", "--steps", "9", "--name", "nine"),
+              "--steps 9:1.0: graphs of 19..27 nodes (--nodes) almost never hold a 9-step question", "at most 7 steps")
+    one_error(*run_cli(capsys, tmp_path / "a", "--steps", "3:nan", "--name", "q"), "--steps 3:nan: step weights")
+    one_error(*run_cli(capsys, tmp_path / "a", "--dataset", "prosqa-tiny", "--n-train", str(10 ** 9)),
+              "--n-train 1000000000: ", "more than the 200,000")
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_interrupted_is_one_line(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while generating is one line (exit 130, no traceback); no file and no new folder
+    is left behind."""
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(prosqa_gen, "generate_example", interrupt)
+    code, err = run_cli(capsys, tmp_path / "new" / "out", "--dataset", "prosqa-tiny")
+    assert code == 130 and err.strip() == "interrupted: the split files are written only once all three are generated"
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_feasible_passes_every_named_size_and_custom_ones():
+    """The probe lets every named size, each step count of the paper's mix alone, and small
+    custom sizes through, and refuses one just past what the nodes give."""
+    for size in prosqa_gen.SIZES.values():
+        prosqa_gen.check_feasible(size)
+    for steps in (3, 4, 5, 6):
+        prosqa_gen.check_feasible(prosqa_gen.Difficulty(steps=((steps, 1),)))
+    prosqa_gen.check_feasible(prosqa_gen.Difficulty(nodes=(9, 12), steps=((2, 1), (3, 1))))
+    with pytest.raises(ValueError, match="almost never hold a 5-step question"):
+        prosqa_gen.check_feasible(prosqa_gen.Difficulty(nodes=(8, 9), steps=((2, 1), (5, 1)), match_decoy=True))
+
+
+def test_write_json_can_refuse_to_overwrite(tmp_path):
+    """files.write_json(overwrite=False) never replaces a file, and leaves no temp file behind."""
+    path = tmp_path / "x.json"
+    files.write_json(str(path), [1], overwrite=False)
+    with pytest.raises(FileExistsError, match="x.json: already exists"):
+        files.write_json(str(path), [2], overwrite=False)
+    assert json.loads(path.read_text()) == [1] and os.listdir(tmp_path) == ["x.json"]
+    files.write_json(str(path), [3])
+    assert json.loads(path.read_text()) == [3]
+
+
+def test_file_helpers_need_no_torch_and_the_model_no_generator():
+    """files.py (atomic writes, the checkpoint zip check) is standard library only, and
+    model.py takes its writers from there: importing the model loads no generator."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import files"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stderr
+    assert "files" in out and "torch" not in out
+    with open(os.path.join(ROOT, "model.py"), encoding="utf-8") as f:
+        assert not re.search(r"^\s*(from|import) prosqa_gen", f.read(), re.M)
+    assert prosqa_gen.atomic_write is files.atomic_write and prosqa_gen.write_json is files.write_json
 
 
 def test_reshuffle_keeps_the_meaning(examples):

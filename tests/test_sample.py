@@ -1,14 +1,19 @@
 """sample.py: per-question output, --eval against coconut.evaluate, the ProsQA latent search view, errors."""
 
 import json
+import os
 import random
 import re
+import shutil
+import zipfile
 
 import pytest
 import torch
 
+import bench
 import coconut
 import data
+import prosqa_gen
 import sample
 from model import save_checkpoint
 
@@ -34,7 +39,7 @@ def run(prosqa_dir, tiny_gpt, tmp_path_factory):
         return str(root / name)
 
     return {"root": root, "records": records, "enc": enc, "model": model, "save": save,
-            "ckpt": save("latest.pt")}
+            "ckpt": save("latest.pt"), "records_dir": prosqa_dir}
 
 
 def blocks(out):
@@ -243,14 +248,29 @@ def test_corrupt_checkpoint(run, one_line_error):
     (dict(tokenizer={"name": "bpe"}), "unknown tokenizer 'bpe'"),
     (dict(tokenizer={"name": "words", "pieces": [" ab"]}), "the tokenizer has 262 tokens, the model "),
     (dict(args={"dataset": "prosqa"}), "checkpoint args lack 'method' (a str)"),
-    (dict(stage=-1), "stage -1: not a run train.py can make"),
+    (dict(stage=-1), "the lookup pretraining's checkpoint (train.py --stage pre), which answers no question"),
+    (dict(stage=-2), "stage -2: not a run train.py can make"),
+    (dict(tokenizer_pattern="(?=.)"), "bad 'words' tokenizer: its pattern '(?=.)' is not the one train.py saves"),
+    (dict(tokenizer_pattern=""), "bad 'words' tokenizer: its pattern '' is not"),
+    (dict(args={**ARGS, "max_new_tokens": "12"}), "checkpoint arg 'max_new_tokens' is '12', not a positive integer"),
+    (dict(args={**ARGS, "max_new_tokens": 0}), "checkpoint arg 'max_new_tokens' is 0, not a positive integer"),
+    (dict(args={**ARGS, "data_dir": 5}), "checkpoint arg 'data_dir' is not a str"),
+    (dict(args={**ARGS, "markers": "yes"}), "checkpoint arg 'markers' is not a bool"),
+    (dict(args={**ARGS, "c_thought": 10 ** 9}), "stage 6 with c_thought 1000000000 gives 6000000000 thoughts, more"),
+    (dict(args={**ARGS, "max_stage": 10 ** 9}, stage=10 ** 9), "gives 1000000000 thoughts, more than the model's"),
 ])
-def test_crafted_checkpoint_meta(run, one_line_error, patch, message):
-    """A checkpoint whose metadata lacks the run's arguments, or holds a bad tokenizer state,
-    is one line naming the file, not a traceback."""
+def test_crafted_checkpoint_meta(run, one_line_error, monkeypatch, patch, message):
+    """A checkpoint whose metadata lacks the run's arguments, holds a bad tokenizer state (a
+    pattern that matches nothing made tiktoken panic in Rust, past every except clause), or a
+    thought count past the model's context (prompts of millions of tokens), is one line naming
+    the file, not a traceback; no prompt is built for it."""
+    monkeypatch.setattr(coconut.Curriculum, "prompt_and_target", lambda *a: pytest.fail("built a prompt"))
     ckpt = torch.load(run["ckpt"], weights_only=True)
     for k, v in patch.items():
-        ckpt["meta"].pop(k) if v is None else ckpt["meta"].update({k: v})
+        if k == "tokenizer_pattern":  # the run's own pieces, so that only the pattern is wrong
+            ckpt["meta"]["tokenizer"]["pattern"] = v
+        else:
+            ckpt["meta"].pop(k) if v is None else ckpt["meta"].update({k: v})
     path = str(run["root"] / "crafted.pt")
     torch.save(ckpt, path)
     one_line_error(sample.main, ["--ckpt", path, "--n", "1"], f"{path}: ", message)
@@ -330,3 +350,113 @@ def test_compare_bad_summary_is_one_line(tmp_path, one_line_error, content, mess
     if content is not None:
         (tmp_path / "summary.json").write_text(content)
     one_line_error(sample.main, ["--compare", str(tmp_path)], f"{tmp_path / 'summary.json'}: {message}")
+
+
+@pytest.fixture
+def no_prompts(monkeypatch):
+    """Fails the test if a prompt gets built: a refusal must come before any of that work."""
+    monkeypatch.setattr(coconut.Curriculum, "prompt_and_target", lambda *a: pytest.fail("built a prompt"))
+
+
+@pytest.mark.parametrize("argv", [["--question", "Tom is a wumpus. Is Tom a wumpus or yumpus?"], ["--eval"],
+                                  ["--n", "1"]], ids=["question", "eval", "show"])
+def test_latent_past_the_context_is_refused_first(run, one_line_error, no_prompts, argv):
+    """--latent in the hundreds of millions is one line against the model's context before any
+    prompt is built (it took 85 s and 15 GB, or a MemoryError, to say so)."""
+    one_line_error(sample.main, ["--ckpt", run["ckpt"], "--latent", str(10 ** 9), *argv],
+                   "--latent 1000000000: more thoughts than the model's context holds (block_size 512)")
+    one_line_error(sample.main, ["--ckpt", run["ckpt"], "--latent", "512", *argv], "--latent 512: ")
+
+
+def test_missing_split_is_never_generated(run, one_line_error, monkeypatch, tmp_path):
+    """sample.py reads the split a run was trained on, and never generates one: a --data-dir
+    typo on a named ProsQA is one line naming the missing file, and creates no folder; a folder
+    with only the test split is enough for --eval."""
+    monkeypatch.setattr(prosqa_gen, "write_splits", lambda *a, **k: pytest.fail("generated data"))
+    typo = tmp_path / "typo"
+    one_line_error(sample.main, ["--ckpt", run["ckpt"], "--eval", "--data-dir", str(typo)],
+                   f"{typo / 'prosqa_test.json'}: file not found")
+    assert not typo.exists()
+    only = tmp_path / "only_test"
+    only.mkdir()
+    shutil.copy(os.path.join(run["records_dir"], "prosqa_test.json"), only)
+    sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "1", "--data-dir", str(only)])
+
+
+def test_compressed_checkpoint_is_one_line(run, one_line_error, tmp_path):
+    """A checkpoint whose zip entries are compressed (it inflates far past its size inside
+    torch.load) is one line naming the file."""
+    path = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(run["ckpt"]) as z, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in z.infolist():
+            out.writestr(info.filename, z.read(info))
+    one_line_error(sample.main, ["--ckpt", str(path)], f"{path}: not a readable checkpoint", "is compressed")
+
+
+def test_threads_flag(run, one_line_error, capsys):
+    """--threads sets torch's thread count, as in train.py and bench.py; a count beyond the
+    machine's CPUs is one line; --help shows each default once."""
+    sample.main(["--ckpt", run["ckpt"], "--n", "1", "--latent", "1", "--no-search", "--threads", "1"])
+    assert torch.get_num_threads() == 1
+    one_line_error(sample.main, ["--ckpt", run["ckpt"], "--threads", "100000"], "--threads 100000: must be 1..")
+    one_line_error(sample.main, ["--ckpt", run["ckpt"], "--threads", "0"], "--threads 0: must be 1..")
+    for main, argv in ((sample.main, ["--help"]), (bench.main, ["--help"]), (bench.main, ["--lookup", "--help"])):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        if main is sample.main:
+            assert "--threads THREADS CPU threads for torch (default: torch's choice)" in text, text
+        assert "(default: None)" not in text and "(default: False)" not in text, text
+        assert not re.search(r"\(default: [^)]*\) \(default:", text), text
+
+
+def summary_file(tmp_path, name, text):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "summary.json").write_text(text)
+    return str(tmp_path / name / "summary.json")
+
+
+GOOD_SUMMARY = {"args": {"method": "coconut", "dataset": "prosqa"}, "stages": [{"seconds": 60.0}],
+                "test_acc": 0.5, "test_tokens": 9.0}
+
+
+@pytest.mark.parametrize("patch, message", [
+    (dict(hardware=5), "'hardware' must be a line of text, not 5"),
+    (dict(minutes=None), "'minutes' must be a number, not null"),
+    (dict(minutes="12"), "'minutes' must be a number, not \"12\""),
+    (dict(minutes=10 ** 400), "'minutes' must be a number, not 1000000"),
+    (dict(args={"method": 3, "dataset": "prosqa"}), "'args.method' must be a line of text, not 3"),
+    (dict(args={"method": "cot", "dataset": ["prosqa"]}), "'args.dataset' must be a line of text"),
+    (dict(args={"method": "cot", "c_thought": "2"}), "'args.c_thought' must be an integer"),
+    (dict(args={"method": "cot", "mix_prob": "0.1"}), "'args.mix_prob' must be a number"),
+    (dict(test_acc=True), "not a summary written by train.py"),
+    (dict(test_acc=float("nan")), "not a summary written by train.py"),
+    (dict(hardware="CPU\nlines"), "'hardware' must be a line of text"),
+])
+def test_compare_checks_every_field(tmp_path, one_line_error, patch, message):
+    """--compare on a summary.json whose fields have the wrong types is one line naming the
+    file (it was a TypeError, or a ValueError naming nothing)."""
+    path = summary_file(tmp_path, "r", json.dumps({**GOOD_SUMMARY, **patch}))
+    one_line_error(sample.main, ["--compare", str(tmp_path / "r")], f"{path}: {message}")
+
+
+def test_compare_deep_or_odd_files_are_one_line(tmp_path, one_line_error):
+    """A summary.json nested too deeply for the JSON reader, or a folder of that name, is one
+    line naming it."""
+    path = summary_file(tmp_path, "deep", "[" * 100_000 + "]" * 100_000)
+    one_line_error(sample.main, ["--compare", str(tmp_path / "deep")], f"{path}: not valid JSON (nested too deeply)")
+    (tmp_path / "dir" / "summary.json").mkdir(parents=True)
+    one_line_error(sample.main, ["--compare", str(tmp_path / "dir")], "summary.json: not a file")
+    with open(tmp_path / "big.json", "wb") as f:  # sparse: no disk used
+        f.truncate(sample.MAX_SUMMARY + 1)
+    one_line_error(sample.main, ["--compare", str(tmp_path / "big.json")], "big.json: 67,108,865 bytes, too large")
+
+
+def test_interrupted_is_one_line(run, capsys, monkeypatch):
+    """Ctrl-C in a long --eval is one line (exit 130), not a traceback."""
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(coconut, "evaluate", interrupt)
+    with pytest.raises(SystemExit) as e:
+        sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "1"])
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == "sample.py: interrupted"

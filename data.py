@@ -38,7 +38,8 @@ from dataclasses import dataclass, replace
 import tiktoken
 
 import prosqa_gen  # creates missing ProsQA files
-from model import download, write_json
+from files import write_json
+from model import download
 
 BOT = "<|start-latent|>"  # opens the continuous thoughts
 LATENT = "<|latent|>"  # placeholder whose embedding becomes a continuous thought
@@ -221,7 +222,11 @@ def encoding_from_state(state: dict, source: str = "tokenizer state") -> tiktoke
         return gpt2_encoding()
     if name == "words":
         pieces, pattern = state.get("pieces"), state.get("pattern", WORDS_PATTERN)
-        if isinstance(pieces, list) and all(isinstance(p, str) for p in pieces) and isinstance(pattern, str) \
+        if pattern != WORDS_PATTERN:  # the only one get_encoding saves; another (an empty match, '(?=.)')
+            # makes tiktoken panic in Rust at the first encode, past every `except Exception`
+            raise ValueError(f"{source}: bad 'words' tokenizer: its pattern {str(pattern)[:60]!r} is not the one "
+                             f"data.get_encoding saves")
+        if isinstance(pieces, list) and all(isinstance(p, str) for p in pieces) \
                 and len(set(pieces)) == len(pieces):
             try:
                 if all(len(p.encode()) > 1 for p in pieces):
@@ -335,9 +340,29 @@ def has_graphs(records: list[dict]) -> bool:
 
 
 def need_graphs(records: list[dict], source: str, flag: str):
-    """One DataError naming the file (source) when a ProsQA-only flag meets other data."""
-    if not has_graphs(records):
-        raise DataError(f"{source}: {flag} needs ProsQA questions, whose people and concepts it redraws")
+    """One DataError naming the file (source) and the record when a ProsQA-only flag meets a
+    record that is not a ProsQA question with facts; every record is read."""
+    for i, r in enumerate(records):
+        try:
+            g = read_graph(r)
+        except ValueError:
+            raise DataError(f"{source}: record {i}: {flag} needs ProsQA questions, whose facts and names it "
+                            f"reads") from None
+        if not g.facts:
+            raise DataError(f"{source}: record {i}: {flag} needs ProsQA questions with facts; this one states none")
+
+
+def lookup_length(enc: tiktoken.Encoding, record: dict, n_queries: int) -> int:
+    """The most tokens lookup_layout can give the record: all its facts, then n_queries of
+    its longest query (checked against the model's context before any pretraining)."""
+    g, graph = read_graph(record), record.get("render") == "graph"
+    roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
+    n = len(enc.encode_ordinary("".join(f" {u} {v} |" for u, v in g.facts) if graph else
+                                " ".join(f"{'' if u in roots else 'Every '}{u} is a {v}." for u, v in g.facts) + "\n"))
+    ask = (lambda x: f" [R] {x}") if graph else (lambda x: f"{'' if x in roots else 'Every '}{x} is a")  # noqa: E731
+    end = 0 if graph else len(enc.encode_ordinary(".\n"))
+    query = max(len(enc.encode_ordinary(ask(u))) + len(enc.encode_ordinary(" " + v)) + end for u, v in g.facts)
+    return n + n_queries * query
 
 
 def render_graph(record: dict) -> dict:

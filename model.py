@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from files import atomic_write, check_checkpoint_zip, write_json  # noqa: F401 (write_json: for train.py and data.py)
+from files import atomic_write, check_checkpoint_zip
 
 
 @dataclass
@@ -606,6 +606,9 @@ def load_checkpoint(path, device="cpu", meta=None):
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad model config in checkpoint ({e})") from None
     check_state(path, config, sd)
+    bad = next((k for k, v in sd.items() if not torch.isfinite(v).all()), None)
+    if bad is not None:  # a diverged run's weights: every answer would be garbage, or a crash later
+        raise ValueError(f"{path}: tensor {bad!r} holds NaN or infinite values")
     for k, kind in (meta or {}).items():
         if not isinstance(ckpt["meta"], dict) or not isinstance(ckpt["meta"].get(k), kind):
             raise ValueError(f"{path}: checkpoint meta lacks '{k}' (a {kind.__name__}): not written by train.py?")

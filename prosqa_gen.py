@@ -49,7 +49,7 @@ import tempfile
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 
-from files import atomic_write, write_json  # noqa: F401 (atomic_write: model.py's, the same one writer)
+from files import write_json
 
 PEOPLE = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max",
           "Oliver", "Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]

@@ -29,7 +29,7 @@ import time
 from dataclasses import replace
 
 import coconut
-from data import (RENDERS, WORDS_PATTERN, check_records, encode, encoding_from_state, extract_answer, has_graphs,
+from data import (RENDERS, check_records, encode, encoding_from_state, extract_answer, has_graphs,
                   need_graphs, parse_json, read_graph, read_text, render, special_ids, tokenize)
 from model import load_checkpoint, pick_device, set_threads
 from prosqa_gen import name_pools, rename, shortest_paths
@@ -352,16 +352,6 @@ def check_run_args(path, targs, stage):
                          f"max_stage {targs['max_stage']}, stage {stage}: not a run train.py can make") from None
 
 
-def check_tokenizer(path, state):
-    """A 'words' tokenizer state whose pattern is not the one train.py saves is refused before
-    tiktoken sees it: a pattern that matches an empty string (such as '(?=.)') makes tiktoken
-    panic in Rust at the first encode, with a backtrace that no except clause for errors catches."""
-    words = isinstance(state, dict) and state.get("name") == "words"
-    if words and state.get("pattern", WORDS_PATTERN) != WORDS_PATTERN:
-        raise ValueError(f"{path}: bad 'words' tokenizer: its pattern {str(state['pattern'])[:60]!r} is not the one "
-                         f"train.py saves")
-
-
 def check_thoughts(path, model, curriculum, latent, targs):
     """The number of thoughts in a prompt, checked against the model's context before any prompt
     is built: a --latent (or a checkpoint's c_thought x stage) in the millions is one line, not
@@ -400,7 +390,6 @@ def run(args):
     meta = ckpt["meta"]
     targs, stage = meta["args"], meta["stage"]
     check_run_args(path, targs, stage)
-    check_tokenizer(path, meta["tokenizer"])
     enc = encoding_from_state(meta["tokenizer"], path)
     if enc.n_vocab != model.config.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {enc.n_vocab} tokens, the model {model.config.vocab_size}")

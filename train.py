@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 import coconut
 import data
-from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, write_json
+from files import check_checkpoint_zip, write_json
+from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, set_threads
 from prosqa_gen import GENERATED, name_pools, rename, reshuffle
 from recipes import PRESETS, recipe
 
@@ -49,16 +50,29 @@ CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on a CPU the small mod
 # and how fast the run goes, what is scored, and which stages run (RESUME_FREE); the model's
 # shape and context come from the checkpoint, so --block-size and --init are ignored there.
 SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb",
-              "render")
+              "render", "markers")
 RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
-                "reset_optimizer", "shuffle_facts", "rename", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries", "markers",
+                "reset_optimizer", "shuffle_facts", "rename", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries",
                 "pretrain_until", "until", "patience", "icot_delta", "icot_lambda", "pretrain_lm", "pretrain_facts",
                 "pretrain_people")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init", "pretrained")
 # the metadata train() saves with every checkpoint, checked when one is read back
 RUN_META = {"args": dict, "stage": int, "epoch": int, "stage_done": bool, "history": list, "tokenizer": dict}
+
+
+def load_run(path):
+    """(model, checkpoint) of a train.py checkpoint, its metadata checked down to each epoch
+    of its history (which the run goes on appending to and summarises at its end)."""
+    model, ckpt = load_checkpoint(path, meta=RUN_META)
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)  # noqa: E731
+    for i, e in enumerate(ckpt["meta"]["history"]):
+        if not (isinstance(e, dict) and type(e.get("stage")) is int and type(e.get("epoch")) is int
+                and number(e.get("seconds")) and number(e.get("train_loss"))):
+            raise ValueError(f"{path}: checkpoint history entry {i} is not an epoch record (stage, epoch, seconds, "
+                             f"train_loss): not written by train.py?")
+    return model, ckpt
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -187,6 +201,8 @@ def parse_args(argv=None):
     args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
     check_args(args)
     args.first, args.last = parse_stages(args.stage, args.max_stage)
+    if args.pretrained and args.resume:
+        raise ValueError(f"--pretrained {args.pretrained}: starts a new run, --resume goes on with {args.out}; give one")
     if args.last == PRETRAIN and not args.pretrain_epochs:
         raise ValueError("--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N")
     return args
@@ -196,6 +212,9 @@ def check_args(args):
     """Refuse, before any work and in one line naming the flag, a value that would crash
     later, silently train nothing, or fail only after an epoch."""
     flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
+    for k, v in vars(args).items():  # nan passes every comparison below; inf only --icot-lambda may be
+        if isinstance(v, float) and not (math.isfinite(v) or (k == "icot_lambda" and v == math.inf)):
+            raise ValueError(f"{flag(k)} {v}: must be a finite number")
     for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage",
               "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads", "pretrain_queries",
               "pretrain_facts"):
@@ -209,7 +228,7 @@ def check_args(args):
                         ("pretrain_until", args.pretrain_until is None or 0 < args.pretrain_until <= 1, "(0, 1]"),
                         ("until", args.until is None or 0 < args.until <= 1, "(0, 1]"),
                         ("pretrain_people", args.pretrain_people is None or 0 <= args.pretrain_people <= 1, "[0, 1]"),
-                        ("icot_delta", 0 < args.icot_delta < math.inf, "(0, inf)")):
+                        ("icot_delta", 0.01 <= args.icot_delta <= 1e4, "[0.01, 10000]")):
         if not ok:
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be in {want}")
     if args.n_embd % args.n_head:
@@ -304,6 +323,22 @@ def check_context(args, splits, source="--block-size"):
                                      f"{n} tokens exceed the model's context of {args.block_size} ({source})")
 
 
+def check_graphs(args, splits, enc, pretraining):
+    """The ProsQA-only options meet ProsQA records: --rename, and a pretraining, every record of
+    which must fit the model's context with its --pretrain-queries queries."""
+    source = os.path.join(args.data_dir, f"{args.dataset}_train.json")
+    records = [r for r, _ in splits["train"]]
+    if args.rename != "off":
+        data.need_graphs(records, source, f"--rename {args.rename}")
+    if pretraining:
+        data.need_graphs(records, source, "--pretrain-epochs")
+        for i, r in enumerate(records):
+            if (n := data.lookup_length(enc, r, args.pretrain_queries)) > args.block_size:
+                raise data.DataError(f"{source}: record {i}: its pretraining sequence (the facts and --pretrain-queries "
+                                     f"{args.pretrain_queries} queries) can reach {n} tokens, past the model's context "
+                                     f"of {args.block_size}")
+
+
 def new_model(args, enc):
     if args.init or args.model == "gpt2":
         if args.tokenizer != "gpt2" or args.pos_emb != "learned":
@@ -326,7 +361,7 @@ def check_same_model(path, ckpt, args, skip=()):
     """A run continues only from a checkpoint of the same model and method."""
     old = ckpt["meta"]["args"]
     for k in (k for k in SAME_MODEL if k not in skip):
-        if old.get(k, "text" if k == "render" else None) != getattr(args, k):  # runs before --render: sentences
+        if old.get(k, {"render": "text", "markers": True}.get(k)) != getattr(args, k):  # as runs before the flag
             raise ValueError(f"{path}: checkpoint from a different run ({k}={old.get(k)!r}, asked for {getattr(args, k)!r})")
 
 
@@ -338,6 +373,10 @@ def check_exact_resume(path, ckpt, args):
     for k in (k for k in RESUME_FIXED if k in old and not free.get(k)):
         new = getattr(args, k)
         same = os.path.normpath(str(old[k])) == os.path.normpath(new) if k == "data_dir" else old[k] == new
+        if k == "pretrain_epochs" and not same and m["stage"] == PRETRAIN and not m["stage_done"] \
+                and args.schedule == "constant" and new < m["epoch"]:
+            raise ValueError(f"{path}: --pretrain-epochs {new}: the pretraining has done {m['epoch']} epochs; resume "
+                             f"it with at least {m['epoch']} (as many ends it there)")
         if not same:
             raise ValueError(f"{path}: --{k.replace('_', '-')} {new!r} differs from the run's {old[k]!r}; an exact "
                              f"resume needs the same value (to change it, start a new run with another --out)")
@@ -461,8 +500,7 @@ def icot_renewals(epoch, steps, args, longest):
 
 def start_processes(args):
     """(ddp, rank, world, device): one process, or one of several under torchrun (DDP)."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if "RANK" not in os.environ:
         return False, 0, 1, pick_device(args.device)
     backend = "nccl" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "gloo"
@@ -487,7 +525,7 @@ def starting_point(args):
     end of stage s-1 (<out>/stage<s-1>.pt); --resume goes on where <out>/latest.pt stopped."""
     if args.resume:
         path = os.path.join(args.out, "latest.pt")
-        model, ckpt = load_checkpoint(path, meta=RUN_META)
+        model, ckpt = load_run(path)
         check_same_model(path, ckpt, args)
         check_exact_resume(path, ckpt, args)
         m = ckpt["meta"]
@@ -502,8 +540,8 @@ def starting_point(args):
         if args.first > 0:
             raise ValueError(f"--pretrained {args.pretrained}: starts stage 0 from a finished pretraining, so it needs "
                              f"--stage 0..b")
-        model, ckpt = load_checkpoint(pretrained, meta=RUN_META)
-        check_same_model(pretrained, ckpt, args, skip=("method", "max_stage"))  # neither shapes a pretraining
+        model, ckpt = load_run(pretrained)
+        check_same_model(pretrained, ckpt, args, skip=("method", "max_stage", "markers"))  # none shapes a pretraining
         if ckpt["meta"]["stage"] != PRETRAIN or not ckpt["meta"]["stage_done"]:
             raise ValueError(f"{pretrained}: not the end of a pretraining (a run's pretrain.pt)")
         refuse_overwrite(args)
@@ -513,13 +551,22 @@ def starting_point(args):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: stage {args.first} starts from the end of stage {args.first - 1}, "
                                     f"which is missing (run --stage {args.first - 1} first, or --stage 0..{args.last})")
-        model, ckpt = load_checkpoint(path, meta=RUN_META)
+        later = sorted(f for f in os.listdir(args.out) if f in {stage_file(s) for s in range(args.first, args.max_stage + 2)})
+        if later:  # the folder already went past this stage: starting it again would overwrite them
+            raise ValueError(f"{args.out}: already holds {', '.join(later)}; --stage {args.stage} would overwrite "
+                             f"them (pass --resume to continue that run, or copy {stage_file(args.first - 1)} into "
+                             f"another --out)")
+        model, ckpt = load_run(path)
+        if (ckpt["meta"]["stage"], ckpt["meta"]["stage_done"]) != (args.first - 1, True):
+            raise ValueError(f"{path}: holds {stage_name(ckpt['meta']['stage'])}"
+                             f"{'' if ckpt['meta']['stage_done'] else ' unfinished'}, not the end of stage {args.first - 1}")
         # stage 0 trains no thought (unless --mix-prob drew later stages), so stage 1 may start
         # from it with another --c-thought; and where both runs' stage 0 is plain chain of thought
         # (Coconut without markers, CoT), from another method's
         old, skip = ckpt["meta"]["args"], ()
         if args.first == 1 and not old.get("mix_prob"):
-            skip = ("c_thought", "method") if plain_cot_stage0(old) and plain_cot_stage0(vars(args)) else ("c_thought",)
+            skip = ("c_thought", "method", "markers") if plain_cot_stage0(old) and plain_cot_stage0(vars(args)) \
+                else ("c_thought",)
         check_same_model(path, ckpt, args, skip=skip)
         return Start(args.first, 0, model, ckpt, path, ckpt["meta"]["history"])
     refuse_overwrite(args)
@@ -544,6 +591,7 @@ def find_pretraining(args):
         if os.path.abspath(os.path.join(parent, name)) == os.path.abspath(args.out) or not os.path.isfile(path):
             continue
         try:
+            check_checkpoint_zip(path)
             m = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["meta"]
             old = m["args"]
             same = (m["stage"] == PRETRAIN and m["stage_done"] and all(old.get(k) == getattr(args, k) for k in PRETRAIN_KEYS)
@@ -736,9 +784,7 @@ def train(args):
         log(f"{start.path}: {stage_name(start.stage - 1)} is already done; nothing to resume within --stage {args.stage}")
         return start.model, start.history
     enc, splits, model = model_and_data(args, start)
-    if args.rename != "off":
-        data.need_graphs([r for r, _ in splits["train"]], os.path.join(args.data_dir, f"{args.dataset}_train.json"),
-                         "--rename")
+    check_graphs(args, splits, enc, start.stage == PRETRAIN)
     sp, history = data.special_ids(enc), start.history
     if start.ckpt and start.ckpt["meta"]["stage"] == PRETRAIN and start.stage == 0:
         log(f"pretraining: {start.path}" + ("" if args.pretrained else " (a finished pretraining with this run's flags, "
@@ -846,6 +892,7 @@ def resume_hint(args, since, argv):
     latest = os.path.join(args.out, "latest.pt") if args else ""
     if os.path.exists(latest) and (args.resume or os.path.getmtime(latest) >= since):
         try:
+            check_checkpoint_zip(latest)
             m = torch.load(latest, map_location="cpu", mmap=True, weights_only=True)["meta"]
             again = shlex.join(["python", "train.py", *argv, *([] if args.resume else ["--resume"])])
             return (f"resume with --resume from {latest} (saved after {stage_name(m['stage'])} epoch {m['epoch']}):\n"

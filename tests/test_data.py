@@ -478,3 +478,12 @@ def test_render_graph_refuses_other_records(prosqa_record, record, message):
     """A record that is not ProsQA is one DataError naming the file and the record."""
     with pytest.raises(data.DataError, match=rf"^f\.json: record 1: --render graph: {message}"):
         data.render([prosqa_record, {**prosqa_record, **record}], "graph", "f.json")
+
+
+@pytest.mark.parametrize("pattern", ["(?=.)", "", "x", "(("])
+def test_words_state_with_another_pattern_is_refused(pattern):
+    """A 'words' tokenizer state whose pattern is not WORDS_PATTERN is one ValueError naming
+    the source (an empty-matching one made tiktoken panic in Rust at the first encode, past
+    every except clause)."""
+    with pytest.raises(ValueError, match=r"^ckpt\.pt: bad 'words' tokenizer: its pattern "):
+        data.encoding_from_state({"name": "words", "pieces": [" ab"], "pattern": pattern}, "ckpt.pt")

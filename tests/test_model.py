@@ -248,6 +248,7 @@ class Opaque:
     (dict(raw=b"PK\x03\x04" + bytes(300)), "not a readable checkpoint (not a zip archive, which torch.save writes)"),
     (dict(meta=Opaque()), "not a readable checkpoint (holds an object that is not plain data: "),
     (dict(config={"pos_emb": "alibi"}), "bad model config in checkpoint (pos_emb must be 'learned' or 'rope'"),
+    (dict(model="NAN"), "tensor 'transformer.wte.weight' holds NaN or infinite values"),
 ])
 def test_bad_checkpoints(tiny_gpt, tmp_path, no_big_model, corrupt, message):
     """A crafted or damaged checkpoint is one ValueError line naming the file, raised before
@@ -262,6 +263,9 @@ def test_bad_checkpoints(tiny_gpt, tmp_path, no_big_model, corrupt, message):
         if "share" in corrupt:  # torch.save stores a shared tensor once
             a, b = corrupt.pop("share")
             ckpt["model"][a] = ckpt["model"][b]
+        if corrupt.get("model") == "NAN":  # a diverged run's weights
+            ckpt["model"]["transformer.wte.weight"][0, 0] = float("nan")
+            corrupt = {}
         for k, v in corrupt.items():
             ckpt[k] = {**ckpt[k], **v} if k == "config" else v
         torch.save(ckpt, path)

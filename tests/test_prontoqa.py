@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import data
+import files
 import model
 import prosqa_gen
 
@@ -350,8 +351,8 @@ def test_cli_bad_values_are_one_line(tmp_path, capsys, args, message):
 
 def test_generator_imports_no_torch():
     """Guards the generators' independence: importing prosqa_gen loads no torch module, and the
-    project's atomic writer is that one file's (model.py re-exports it for checkpoints)."""
+    project has one atomic writer, files.py's, which checkpoints use too."""
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import prosqa_gen"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stderr
     assert "prosqa_gen" in out and "torch" not in out
-    assert model.atomic_write is prosqa_gen.atomic_write and model.write_json is prosqa_gen.write_json
+    assert model.atomic_write is files.atomic_write and prosqa_gen.write_json is files.write_json

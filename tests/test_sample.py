@@ -162,7 +162,7 @@ def test_eval_under_new_names(run, capsys, monkeypatch, tmp_path, one_line_error
                                "answer": "False"}]))
     ckpt = run["save"]("pq.pt", data_dir=str(tmp_path), dataset="mine")
     one_line_error(sample.main, ["--ckpt", ckpt, "--eval", "--rename", "0"],
-                   "mine_test.json: --rename needs ProsQA questions")
+                   "mine_test.json: record 0: --rename needs ProsQA questions")
 
 
 def test_graph_marks_small_graph():

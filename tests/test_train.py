@@ -273,7 +273,7 @@ RESUME_CHANGES = [["--seed", "1"], ["--lr", "1e-3"], ["--batch-size", "4"], ["--
                   ["--grad-clip", "0.5"], ["--train-frac", "0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
                   ["--epochs-per-stage", "3"], ["--stage0-epochs", "2"], ["--final-epochs", "2"],
                   ["--no-reset-optimizer"], ["--shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"],
-                  ["--pretrain-epochs", "1"], ["--pretrain-queries", "2"], ["--pretrain-until", "0.5"], ["--no-markers"], ["--rename", "all"],
+                  ["--pretrain-epochs", "1"], ["--pretrain-queries", "2"], ["--pretrain-until", "0.5"], ["--rename", "all"],
                   ["--until", "0.5"], ["--patience", "1"]]
 
 
@@ -291,6 +291,8 @@ def test_resume_refuses_a_changed_flag(prosqa_dir, stage0_run, one_line_error, c
 @pytest.mark.parametrize("patch, message", [
     (dict(args=None), "checkpoint meta lacks 'args' (a dict)"),
     (dict(history={}), "checkpoint meta lacks 'history' (a list)"),
+    (dict(history=[1, 2, 3]), "checkpoint history entry 0 is not an epoch record"),
+    (dict(history=[{"stage": "pre"}]), "checkpoint history entry 0 is not an epoch record"),
     (dict(tokenizer={"name": "words", "pieces": "abc"}), "bad 'words' tokenizer"),
 ])
 def test_resume_from_crafted_meta(prosqa_dir, stage0_run, tmp_path, one_line_error, patch, message):
@@ -351,7 +353,14 @@ BAD_FLAGS = [
     (["--pretrain-facts", "0"], "--pretrain-facts 0: must be at least 1"),
     (["--pretrain-people", "1.5"], "--pretrain-people 1.5: must be in [0, 1]"),
     (["--stage", "pre"], "--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N"),
-    (["--method", "icot", "--icot-delta", "0"], "--icot-delta 0.0: must be in (0, inf)"),
+    (["--method", "icot", "--icot-delta", "0"], "--icot-delta 0.0: must be in [0.01, 10000]"),
+    (["--method", "icot", "--icot-delta", "1e-320"], "--icot-delta 1e-320: must be in [0.01, 10000]"),
+    (["--method", "icot", "--icot-lambda", "nan"], "--icot-lambda nan: must be a finite number"),
+    (["--lr", "inf"], "--lr inf: must be a finite number"),
+    (["--weight-decay", "nan"], "--weight-decay nan: must be a finite number"),
+    (["--until", "0"], "--until 0.0: must be in (0, 1]"),
+    (["--patience", "-1"], "--patience -1: must not be negative"),
+    (["--pretrained", "x.pt", "--resume"], "--pretrained x.pt: starts a new run, --resume goes on with"),
     (["--method", "icot", "--icot-lambda", "-1"], "--icot-lambda -1.0: must not be negative"),
     (["--out", "FILE"], "is a file, not a folder"),
     (["--out", "FILE/run"], "is a file, not a folder"),
@@ -521,7 +530,7 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
     pq = tmp_path / "pq"
     prosqa_gen.write_splits(str(pq), 0, n_train=8, n_valid=4, n_test=4, quiet=True, dataset="prontoqa")
     one_line_error(train.main, ["--data-dir", str(pq), "--dataset", "prontoqa", *TINY, "--rename", "last",
-                                "--out", str(tmp_path / "pq-run")], "prontoqa_train.json: --rename needs ProsQA")
+                                "--out", str(tmp_path / "pq-run")], "prontoqa_train.json: record 0: --rename last needs ProsQA")
     assert not (tmp_path / "pq-run").exists()
 
 
@@ -791,3 +800,51 @@ def test_mixing_skips_stage_0_and_renaming_waits_for_the_last_stage(prosqa_dir):
     last, every = (train.parse_args([*base, "--rename", r]) for r in ("last", "all"))
     assert [train.renames(last, s) for s in (-1, 0, 1, 2)] == [False, False, False, True]
     assert all(train.renames(every, s) for s in (-1, 0, 1, 2))
+
+
+def test_a_stage_start_never_overwrites_a_later_stage(prosqa_dir, tmp_path, one_line_error):
+    """--stage s in a folder that already went past stage s-1 is refused before anything is
+    written (it would overwrite stage<s>.pt and latest.pt with a run of other flags); the
+    checkpoint a stage starts from must hold the end of the stage before it."""
+    run(prosqa_dir, tmp_path / "run", "--max-stage", "2", "--stage", "0..2")
+    before = digests(tmp_path / "run")
+    one_line_error(train.main, ["--data-dir", prosqa_dir, *TINY, "--max-stage", "2", "--stage", "1", "--seed", "9",
+                                "--out", str(tmp_path / "run")], "run: already holds stage1.pt, stage2.pt; --stage 1 "
+                                                                 "would overwrite them")
+    assert digests(tmp_path / "run") == before
+    os.makedirs(tmp_path / "copy")
+    shutil.copy(tmp_path / "run" / "stage2.pt", tmp_path / "copy" / "stage0.pt")  # another stage under the name
+    one_line_error(train.main, ["--data-dir", prosqa_dir, *TINY, "--max-stage", "2", "--stage", "1",
+                                "--out", str(tmp_path / "copy")], "stage0.pt: holds stage 2, not the end of stage 0")
+    run(prosqa_dir, tmp_path / "marked", "--max-stage", "2", "--stage", "0")  # stage 0 with <bot><eot>
+    one_line_error(train.main, ["--data-dir", prosqa_dir, *TINY, "--max-stage", "2", "--stage", "1", "--no-markers",
+                                "--out", str(tmp_path / "marked")], "checkpoint from a different run (markers=True")
+
+
+def test_pretraining_checks_its_records_and_length_first(prosqa_dir, tmp_path, one_line_error):
+    """The pretraining reads every training record as a ProsQA graph with facts, and checks
+    its longest sequence (the facts and --pretrain-queries queries) against the context,
+    before any epoch: one line naming the file and record, nothing written. A pretraining
+    stopped mid-way resumes with at least the epochs it did."""
+    base = ["--data-dir", prosqa_dir, *TINY, *GRAPH, "--stage", "pre", "--out", str(tmp_path / "run")]
+    one_line_error(train.main, [*base, "--pretrain-epochs", "1", "--pretrain-queries", "300"],
+                   "prosqa_train.json: record 0: its pretraining sequence (the facts and --pretrain-queries 300 queries)")
+    assert not (tmp_path / "run").exists()
+    bad = tmp_path / "bad"
+    shutil.copytree(prosqa_dir, bad)
+    recs = json.loads((bad / "prosqa_train.json").read_text())
+    recs[20]["question"] = "Is Tom a wumpus or yumpus?"  # a question with no facts
+    (bad / "prosqa_train.json").write_text(json.dumps(recs))
+    one_line_error(train.main, ["--data-dir", str(bad), *base[2:], "--pretrain-epochs", "1"],
+                   "prosqa_train.json: record 20: --pretrain-epochs needs ProsQA questions")
+    pq = tmp_path / "pq"
+    prosqa_gen.write_splits(str(pq), 0, n_train=8, n_valid=4, n_test=4, quiet=True, dataset="prontoqa")
+    one_line_error(train.main, ["--data-dir", str(pq), "--dataset", "prontoqa", *TINY, "--pretrain-epochs", "1",
+                                "--out", str(tmp_path / "pq-run")],
+                   "prontoqa_train.json: record 0: --pretrain-epochs needs ProsQA questions")
+    run(prosqa_dir, tmp_path / "pre", *GRAPH, "--pretrain-epochs", "3", "--stage", "pre")
+    ckpt = torch.load(tmp_path / "pre" / "latest.pt", weights_only=True)
+    ckpt["meta"].update(stage_done=False, epoch=2)  # as if stopped after 2 of 3 epochs
+    torch.save(ckpt, tmp_path / "pre" / "latest.pt")
+    one_line_error(train.main, [*base[:-1], str(tmp_path / "pre"), "--pretrain-epochs", "1", "--resume"],
+                   "--pretrain-epochs 1: the pretraining has done 2 epochs; resume it with at least 2")

@@ -43,16 +43,6 @@ PEAK_TFLOPS = {("H100", "bfloat16"): 989.0, ("H100", "float32"): 67.0, ("H200", 
                ("H200", "float32"): 67.0, ("A100", "bfloat16"): 312.0, ("A100", "float32"): 19.5}
 
 
-class Help(argparse.ArgumentDefaultsHelpFormatter):
-    """--help with each flag's default, except where it says nothing (None, a switch's False) or
-    where the help text already names the default in words."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False) or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def sync(device):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -132,7 +122,7 @@ def time_generation(model, prompts, sp, batch_size, max_new_tokens, device):
 def speed(argv):
     """Parts 1 and 2: training and generation speed on ProsQA."""
     p = argparse.ArgumentParser(
-        prog="bench.py", formatter_class=Help,
+        prog="bench.py", formatter_class=train.HelpFormatter,
         description="Speed of training with continuous thoughts and of batched generation.",
         epilog="Any train.py flag (--model, --n-embd, --batch-size, --device, --dtype, --compile, ...) works here "
                "too: python train.py --help lists them.")
@@ -275,12 +265,14 @@ def lookup_model(args, T):
 def lookup_args(argv):
     """The probe's flags; the names are train.py's where train.py has the same lever."""
     p = argparse.ArgumentParser(
-        prog="bench.py --lookup", formatter_class=Help,
+        prog="bench.py --lookup", formatter_class=train.HelpFormatter,
         description="In-context lookup probe: after '[R] x', say the child the facts give source x. "
                     "No dataset: batches are drawn on the fly.")
     p.add_argument("--lookup", action="store_true", help="run this probe (the flag that selects it)")
     p.add_argument("--lookup-steps", type=int, default=3000, help="optimizer steps")
-    p.add_argument("--every", type=int, default=250, help="print and score the held-out batch every this many steps")
+    p.add_argument("--every", type=int, default=125, help="print and score the held-out batch every this many steps")
+    p.add_argument("--past-crossing", action="store_true",
+                   help="train on to --lookup-steps after the crossing (by default the probe ends there)")
     p.add_argument("--queries", type=int, default=8, help="queries '[R] x c' per sequence (the loss is on each c)")
     p.add_argument("--lm", action="store_true",
                    help="train also on predicting every token of the facts (a language-model loss on the context); "
@@ -401,10 +393,12 @@ def lookup(args):
                    seconds=time.time() - t0)
         rows.append(row)
         loss_sum, n = torch.zeros((), device=device), 0
-        if crossed is None and row["held_loss"] < half:
-            crossed = step
         print(f"step {step:6d} | train loss {row['train_loss']:.4f} | held-out loss {row['held_loss']:.4f} "
               f"acc {row['acc']:6.1%} | levels {level}, 0 | {row['seconds']:5.0f}s", flush=True)  # a log shows it now
+        if crossed is None and row["held_loss"] < half:
+            crossed = step
+            if not args.past_crossing:
+                break
     if crossed is None:
         print(f"not crossed in {args.lookup_steps} steps: held-out loss {rows[-1]['held_loss']:.4f} "
               f"never below {level} / 2 = {half:.2f}")

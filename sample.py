@@ -111,16 +111,19 @@ def search_table(rec, probs, enc, top=3):
 def last_thought_line(records, outputs, last, enc):
     """One line: what the last thought names (coconut.last_thoughts: its top token through
     the LM head, a name matched by its first token, as in the search view), the target, the
-    decoy or another name, each with how often the answer was right. It tells a search that
-    went wrong (the last thought on the decoy) from a right search answered wrongly."""
-    seen = {"target": [0, 0], "decoy": [0, 0], "another name": [0, 0]}
+    decoy, another name of the graph or no name at all (say <|endoftext|>), each with how often
+    the answer was right. It tells a search that went wrong (the last thought on the decoy)
+    from a right search answered wrongly."""
+    seen = {"target": [0, 0], "decoy": [0, 0], "another name": [0, 0], "no name": [0, 0]}
     first = lambda name: encode(enc, " " + name)[0]  # noqa: E731  (a name's first token)
     for rec, out, tok in zip(records, outputs, last):
         g = read_graph(rec)
         if tok is None or g.answer not in g.candidates:
             continue
         decoy = next(c for c in g.candidates if c != g.answer)
-        kind = "target" if tok == first(g.answer) else "decoy" if tok == first(decoy) else "another name"
+        names = {first(n) for fact in g.facts for n in fact}
+        kind = "target" if tok == first(g.answer) else "decoy" if tok == first(decoy) else \
+            "another name" if tok in names else "no name"
         seen[kind][0] += 1
         seen[kind][1] += out["correct"]
     return "last thought (its top token): " + ", ".join(f"{k} {n} (answer right {r})" for k, (n, r) in seen.items())

@@ -76,10 +76,11 @@ def load_run(path):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows a flag's default once: not for None (the recipe's, or said in the help)."""
+    """--help shows a flag's default once, and not where it says nothing (None: the recipe's;
+    a switch's False) or where the help text names it in words."""
 
     def _get_help_string(self, action):
-        if action.default is None or "default" in (action.help or ""):
+        if action.default in (None, False) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 

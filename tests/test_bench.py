@@ -205,10 +205,14 @@ def test_lookup_report_lines(tmp_path, monkeypatch, capsys):
 
 def test_lookup_says_where_it_crossed(monkeypatch, capsys):
     """The summary names the first checked step whose held-out loss fell below half the
-    plateau (a plateau set high here, so that a few steps cross it), and prints the last
-    step even when --every does not divide --lookup-steps."""
+    plateau (a plateau set high here, so that a few steps cross it) and ends there; with
+    --past-crossing it trains on, and prints the last step even when --every does not divide
+    --lookup-steps."""
     monkeypatch.setattr(bench, "children_level", lambda x: 2 * 10.0)
     rows = bench.main([*TINY_LOOKUP, "--lookup-steps", "7", "--every", "3"])
+    assert [r["step"] for r in rows] == [3]
+    assert capsys.readouterr().out.splitlines()[-1].startswith("crossed at step 3: held-out loss below ")
+    rows = bench.main([*TINY_LOOKUP, "--lookup-steps", "7", "--every", "3", "--past-crossing"])
     assert [r["step"] for r in rows] == [3, 6, 7]
     assert capsys.readouterr().out.splitlines()[-1].startswith("crossed at step 3: held-out loss below ")
 

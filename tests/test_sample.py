@@ -99,39 +99,42 @@ def test_eval_matches_evaluate(run, capsys):
 
 def test_eval_reads_the_last_thought(run, capsys):
     """--eval then says what each question's last thought names, read one prompt at a time
-    through probe_thoughts: the target, the decoy or another name, with the right answers
-    of each; the counts add up to the split and to its right answers."""
+    through probe_thoughts: the target, the decoy, another name of the graph or no name, with
+    the right answers of each; the counts add up to the split and to its right answers."""
     sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "2", "--batch-size", "3"])
     out = capsys.readouterr().out.splitlines()
     n_ok = int(re.search(r"\((\d+)/8\)", next(x for x in out if " accuracy " in x))[1])
     enc, sp = run["enc"], data.special_ids(run["enc"])
     plan = coconut.Curriculum.of_run(ARGS, 6, 2)
-    want = {"target": 0, "decoy": 0, "another name": 0}
+    want = {"target": 0, "decoy": 0, "another name": 0, "no name": 0}
     for rec in run["records"]["test"]:
         tok = coconut.probe_thoughts(run["model"], plan.prompt(data.tokenize(enc, rec), sp), sp, 1)[-1][0][0]
         g = data.read_graph(rec)
-        first = {data.encode(enc, " " + c)[0]: "target" if c == g.answer else "decoy" for c in g.candidates}
-        want[first.get(tok, "another name")] += 1
+        first = {data.encode(enc, " " + n)[0]: "another name" for fact in g.facts for n in fact}
+        first.update({data.encode(enc, " " + c)[0]: "target" if c == g.answer else "decoy" for c in g.candidates})
+        want[first.get(tok, "no name")] += 1
     line = out[-1]
-    got = {k: (int(n), int(r)) for k, n, r in re.findall(r"(target|decoy|another name) (\d+) \(answer right (\d+)\)", line)}
-    assert line.startswith("last thought (its top token): ") and len(got) == 3, line
+    got = {k: (int(n), int(r)) for k, n, r in re.findall(r"(target|decoy|another name|no name) (\d+) \(answer right (\d+)\)",
+                                                            line)}
+    assert line.startswith("last thought (its top token): ") and len(got) == 4, line
     assert {k: n for k, (n, _) in got.items()} == want
     assert sum(r for _, r in got.values()) == n_ok and all(r <= n for n, r in got.values())
 
 
 def test_last_thought_line_sorts_by_the_candidates(run):
     """last_thought_line puts a thought naming the answer under target, the other concept
-    offered under decoy, anything else under another name, each with its right answers."""
+    offered under decoy, another name of the graph under another name, and a token that is
+    no name (the end of text) under no name, each with its right answers."""
     enc = run["enc"]
     recs = run["records"]["test"][:5]
     first = lambda name: data.encode(enc, " " + name)[0]  # noqa: E731
     gs = [data.read_graph(r) for r in recs]
     decoy = lambda g: next(c for c in g.candidates if c != g.answer)  # noqa: E731
-    last = [first(gs[0].answer), first(decoy(gs[1])), first(gs[2].person), None, first(gs[4].answer)]
+    last = [first(gs[0].answer), first(decoy(gs[1])), first(gs[2].person), None, data.special_ids(enc).eos]
     outputs = [{"correct": c} for c in (True, False, True, True, False)]
     assert sample.last_thought_line(recs, outputs, last, enc) == (
-        "last thought (its top token): target 2 (answer right 1), decoy 1 (answer right 0), "
-        "another name 1 (answer right 1)")
+        "last thought (its top token): target 1 (answer right 1), decoy 1 (answer right 0), "
+        "another name 1 (answer right 1), no name 1 (answer right 0)")
 
 
 def test_eval_without_thoughts_says_nothing_of_them(run, capsys):

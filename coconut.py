@@ -156,6 +156,28 @@ def icot_offset(lam, rng: random.Random, most=99):
     return o
 
 
+def icot_batches(batches, epoch, grad_accum, delta, lam, sp, rng):
+    """iCoT's batches: those of the epoch's optimizer step t lose the first icot_removed(t)
+    tokens of their written chain (t counted from the start of training), and each example,
+    with removal smoothing, a random few more (icot_offset). batches: lists of rows whose last
+    item is the tokenised example; they were bucketed by their full length."""
+    steps = math.ceil(len(batches) / grad_accum)  # optimizer steps per epoch
+    out = []
+    for b, batch in enumerate(batches):
+        k = icot_removed(epoch * steps + b // grad_accum, steps, delta)
+        out.append([Curriculum("icot", removed=k + icot_offset(lam, rng)).layout(row[-1], sp) for row in batch])
+    return out
+
+
+def icot_renewals(epoch, steps, delta, longest):
+    """iCoT's optimizer renewals: the steps of an epoch (counted within it) that start with a
+    fresh AdamW, as Deng et al. do: each step where the removal grows, until the longest chain
+    of the training split is gone."""
+    removed = lambda t: icot_removed(t, steps, delta)  # noqa: E731
+    first = epoch * steps
+    return {t - first for t in range(max(1, first), first + steps) if removed(t - 1) < min(removed(t), longest)}
+
+
 # ----------------------------------------------------------------------------- 2. batching
 
 

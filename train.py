@@ -469,31 +469,9 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
         batches += [part[b:b + args.batch_size] for b in range(0, len(part), args.batch_size)]
     rng.shuffle(batches)
     if args.method == "icot" and stage != PRETRAIN:  # each batch loses the chain tokens its step has removed
-        batches = icot_batches(batches, epoch, args, sp, random.Random(f"{args.seed}-icot-{epoch}-{rank}"))
+        batches = coconut.icot_batches(batches, epoch, args.grad_accum, args.icot_delta, args.icot_lambda, sp,
+                                       random.Random(f"{args.seed}-icot-{epoch}-{rank}"))
     return [coconut.collate([r[0] for r in b], sp, [r[1] for r in b]) for b in batches]
-
-
-def icot_batches(batches, epoch, args, sp, rng):
-    """iCoT (Deng et al. 2024): the batches of the epoch's optimizer step t lose the first
-    coconut.icot_removed(t) tokens of their written chain (t counted from the start of
-    training), and each example, with removal smoothing, a random few more
-    (coconut.icot_offset). The rows were bucketed by their full length."""
-    steps = math.ceil(len(batches) / args.grad_accum)  # optimizer steps per epoch
-    out = []
-    for b, batch in enumerate(batches):
-        k = coconut.icot_removed(epoch * steps + b // args.grad_accum, steps, args.icot_delta)
-        out.append([coconut.Curriculum("icot", removed=k + coconut.icot_offset(args.icot_lambda, rng)).layout(ex, sp)
-                    for _, _, ex in batch])
-    return out
-
-
-def icot_renewals(epoch, steps, args, longest):
-    """iCoT: the optimizer steps of an epoch (counted within it) that start with a fresh
-    AdamW, as Deng et al. do (--reset-optimizer): each step where the removal grows, until
-    the longest chain of the training split is gone."""
-    removed = lambda t: coconut.icot_removed(t, steps, args.icot_delta)  # noqa: E731
-    first = epoch * steps
-    return {t - first for t in range(max(1, first), first + steps) if removed(t - 1) < min(removed(t), longest)}
 
 
 # ----------------------------------------------------------------------------- training
@@ -587,7 +565,7 @@ def find_pretraining(args):
     the same pretraining flags and data, or None: every method then starts from one
     pretraining, made once. Read without its tensors (mmap); an unreadable file is passed over."""
     parent = os.path.dirname(os.path.abspath(args.out))
-    for name in sorted(os.listdir(parent)):
+    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
         path = os.path.join(parent, name, "pretrain.pt")
         if os.path.abspath(os.path.join(parent, name)) == os.path.abspath(args.out) or not os.path.isfile(path):
             continue
@@ -774,19 +752,56 @@ def broadcast_flag(flag, device):
     return bool(t.item())
 
 
-def train(args):
-    ddp, rank, world, device = start_processes(args)
-    master = rank == 0
-    log = print if master else (lambda *a, **k: None)
+@dataclass
+class Run:
+    """What every stage of a run shares: its processes, data, model and log."""
+    args: argparse.Namespace
+    ddp: bool
+    rank: int
+    world: int
+    device: str
+    start: Start
+    enc: object
+    splits: dict
+    model: GPT
+    log: object
+    opt: object = None  # AdamW, renewed at each stage unless --no-reset-optimizer
 
-    # 1. where to start, the data, the model
+    def __post_init__(self):
+        self.sp, self.history = data.special_ids(self.enc), self.start.history
+        self.objective = objective_of(self.model, self.args.compile, self.ddp)
+        self.lookup = data.has_graphs([r for r, _ in self.splits["valid"]])  # ProsQA: the lookup metric, every epoch
+        self.longest = max(sum(map(len, ex["steps"])) for _, ex in self.splits["train"])  # the longest written chain
+
+
+def train(args):
+    """Train a run: where to start and what with, the lookup pretraining if the run has one,
+    then each stage of the curriculum (each epoch: train, validate, save), then the test score."""
+    run = setup(args)
+    if run is None:  # a resumed run that is already done
+        return None, starting_point(args).history
+    if run.start.stage == PRETRAIN:
+        train_stage(run, PRETRAIN, pretraining_end)  # writes pretrain.pt, which stage 0 goes on from
+    for stage in range(max(run.start.stage, 0), args.last + 1):
+        train_stage(run, stage, stage_end)
+    if run.rank == 0 and args.last != PRETRAIN:  # the final model on the test split, and the per-stage summary
+        finish(args, run.model, run.splits["test"], run.enc, run.sp, run.history, run.log)
+    if run.ddp:
+        torch.distributed.destroy_process_group()
+    return run.model, run.history
+
+
+def setup(args):
+    """The Run: the processes, where to start (a new model, a checkpoint, or a finished
+    pretraining found or given), the data and the model, with what the log says of them."""
+    ddp, rank, world, device = start_processes(args)
+    log = print if rank == 0 else (lambda *a, **k: None)
     start = starting_point(args)
     if start.stage > args.last:
         log(f"{start.path}: {stage_name(start.stage - 1)} is already done; nothing to resume within --stage {args.stage}")
-        return start.model, start.history
+        return None
     enc, splits, model = model_and_data(args, start)
     check_graphs(args, splits, enc, start.stage == PRETRAIN)
-    sp, history = data.special_ids(enc), start.history
     if start.ckpt and start.ckpt["meta"]["stage"] == PRETRAIN and start.stage == 0:
         log(f"pretraining: {start.path}" + ("" if args.pretrained else " (a finished pretraining with this run's flags, "
                                             "reused; --out elsewhere to train a new one)"))
@@ -799,68 +814,74 @@ def train(args):
         f"{f', {world} processes' if ddp else ''}")
     log(f"data: {', '.join(f'{s} {len(v)}' for s, v in splits.items())}; effective batch "
         f"{args.batch_size * args.grad_accum * world}; method {args.method}; out {args.out}")
-    objective = objective_of(model, args.compile, ddp)
-    lookup = data.has_graphs([r for r, _ in splits["valid"]])  # ProsQA: the lookup metric is logged every epoch
-    if lookup:
+    run = Run(args, ddp, rank, world, device, start, enc, splits, model, log)
+    if run.lookup:
         log(LOOKUP_NOTE + ("" if writes_steps(args) else f"; method {args.method} writes no step after the question, "
                            "so it is measured in the pretraining only"))
-    if args.method == "icot":  # the longest written chain: the optimizer renewals stop once it is gone
-        longest = max(sum(map(len, ex["steps"])) for _, ex in splits["train"])
+    return run
 
-    # 2. the curriculum: a fresh optimizer per stage (unless --no-reset-optimizer), validation after every epoch
-    opt = None
-    for stage in range(start.stage, args.last + 1):
-        n_epochs, t_stage = epochs_of(stage, args), time.time()
-        steps = math.ceil(math.ceil(epoch_rows(len(splits["train"]), args, world) / args.batch_size) / args.grad_accum)
-        first = start.epoch if stage == start.stage else 0
-        if opt is None or args.reset_optimizer:
-            opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device.split(":")[0])
-            if stage == start.stage and (first > 0 or not args.reset_optimizer) and "optimizer" in (start.ckpt or {}):
-                opt.load_state_dict(start.ckpt["optimizer"])
-        if stage == PRETRAIN and 0 < n_epochs <= first and master:  # resumed with --pretrain-epochs as done: it ends here
-            save_epoch(args, model, opt, enc, stage, first, True, history)
-        for epoch in range(first, n_epochs):
-            t_epoch = time.time()
-            batches = epoch_batches(splits["train"], stage, epoch, args, sp, rank, world, enc)
-            lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup, args.schedule)  # noqa: E731
-            desc = f"{stage_name(stage)} epoch {epoch + 1}/{n_epochs}" if master else None
-            renew = icot_renewals(epoch, steps, args, longest) if args.method == "icot" and stage != PRETRAIN \
-                and args.reset_optimizer else frozenset()
-            loss, tok_s = train_epoch(objective, model, opt, batches, args, lr_at, device, ddp, desc, renew)
-            entry = {"stage": stage, "epoch": epoch + 1, "train_loss": loss, "tokens_per_s": tok_s * world}
-            if args.method == "icot" and stage != PRETRAIN:  # chain tokens removed at the epoch's last step
-                entry["removed"] = coconut.icot_removed((epoch + 1) * steps - 1, steps, args.icot_delta)
-            done = epoch == n_epochs - 1
-            if master:
-                entry.update(validate(model, splits["valid"][:args.eval_n], enc, sp, args, stage, lookup))
-                entry["seconds"] = time.time() - t_epoch
-                history.append(entry)
-                if stage == PRETRAIN:  # the pretraining ends once the lookup has formed (--pretrain-until)
-                    formed = args.pretrain_until is not None and entry.get("lookup_child", 0) >= args.pretrain_until
-                    why = f"the lookup has formed (child {entry['lookup_child']:.1%})" if formed else \
-                        (f"{n_epochs} epochs" if done else None)
-                else:
-                    why = stage_end([h for h in history if h["stage"] == stage], stage, n_epochs, args, lookup)
-                done = why is not None
-                if done:
-                    entry["end"] = why
-                save_epoch(args, model, opt, enc, stage, epoch + 1, done, history)
-                log(epoch_line(entry, n_epochs) + time_left(history, stage, 0 if done else n_epochs - epoch - 1, args))
-                if done:
-                    log(f"{stage_name(stage)} ends: {why}")
-            if ddp:
-                torch.distributed.barrier()
-                done = broadcast_flag(done, device)
+
+def train_stage(run, stage, end):
+    """One stage, epoch by epoch: train, validate, save; end(epochs so far, ...) says when it
+    has done its work (stage_end, pretraining_end). A fresh optimizer per stage unless
+    --no-reset-optimizer; a resumed stage goes on with its saved one."""
+    args, start, master = run.args, run.start, run.rank == 0
+    n_epochs, t_stage = epochs_of(stage, args), time.time()
+    steps = math.ceil(math.ceil(epoch_rows(len(run.splits["train"]), args, run.world) / args.batch_size) / args.grad_accum)
+    first = start.epoch if stage == start.stage else 0
+    if run.opt is None or args.reset_optimizer:
+        run.opt = run.model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), run.device.split(":")[0])
+        if stage == start.stage and (first > 0 or not args.reset_optimizer) and "optimizer" in (start.ckpt or {}):
+            run.opt.load_state_dict(start.ckpt["optimizer"])
+    if 0 < n_epochs <= first and master:  # a pretraining resumed with --pretrain-epochs as done: it ends here
+        save_epoch(args, run.model, run.opt, run.enc, stage, first, True, run.history)
+    for epoch in range(first, n_epochs):
+        t_epoch = time.time()
+        batches = epoch_batches(run.splits["train"], stage, epoch, args, run.sp, run.rank, run.world, run.enc)
+        lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup, args.schedule)  # noqa: E731
+        desc = f"{stage_name(stage)} epoch {epoch + 1}/{n_epochs}" if master else None
+        renew, extra = icot_epoch(args, stage, epoch, steps, run.longest)
+        loss, tok_s = train_epoch(run.objective, run.model, run.opt, batches, args, lr_at, run.device, run.ddp, desc,
+                                  renew)
+        entry = {"stage": stage, "epoch": epoch + 1, "train_loss": loss, "tokens_per_s": tok_s * run.world, **extra}
+        done = False
+        if master:
+            entry.update(validate(run.model, run.splits["valid"][:args.eval_n], run.enc, run.sp, args, stage, run.lookup))
+            entry["seconds"] = time.time() - t_epoch
+            run.history.append(entry)
+            why = end([h for h in run.history if h["stage"] == stage], stage, n_epochs, args, run.lookup)
+            done = why is not None
             if done:
-                break
-        log(f"{stage_name(stage)} done in {time.time() - t_stage:.0f}s")
+                entry["end"] = why
+            save_epoch(args, run.model, run.opt, run.enc, stage, epoch + 1, done, run.history)
+            run.log(epoch_line(entry, n_epochs) + time_left(run.history, stage, 0 if done else n_epochs - epoch - 1, args))
+            if done:
+                run.log(f"{stage_name(stage)} ends: {why}")
+        if run.ddp:
+            torch.distributed.barrier()
+            done = broadcast_flag(done, run.device)
+        if done:
+            break
+    run.log(f"{stage_name(stage)} done in {time.time() - t_stage:.0f}s")
 
-    # 3. the final model on the test split, and the per-stage summary (a pretraining alone answers no question)
-    if master and args.last != PRETRAIN:
-        finish(args, model, splits["test"], enc, sp, history, log)
-    if ddp:
-        torch.distributed.destroy_process_group()
-    return model, history
+
+def icot_epoch(args, stage, epoch, steps, longest):
+    """(optimizer steps of this epoch that start a fresh AdamW, what the epoch's log entry adds):
+    iCoT's renewals (with --reset-optimizer) and the chain tokens removed at its last step;
+    nothing for the other methods and for the pretraining."""
+    if args.method != "icot" or stage == PRETRAIN:
+        return frozenset(), {}
+    renew = coconut.icot_renewals(epoch, steps, args.icot_delta, longest) if args.reset_optimizer else frozenset()
+    return renew, {"removed": coconut.icot_removed((epoch + 1) * steps - 1, steps, args.icot_delta)}
+
+
+def pretraining_end(entries, stage, n_epochs, args, lookup):
+    """Why the pretraining ends after its latest epoch: the lookup has formed (--pretrain-until),
+    or its epochs are done; None to go on."""
+    e = entries[-1]
+    if args.pretrain_until is not None and e.get("lookup_child", 0) >= args.pretrain_until:
+        return f"the lookup has formed (child {e['lookup_child']:.1%})"
+    return f"{n_epochs} epochs" if e["epoch"] >= n_epochs else None
 
 
 def summarize(history):

@@ -469,7 +469,8 @@ def test_pretraining_then_curriculum_in_the_graph_rendering(prosqa_dir, tmp_path
     out = tmp_path / "run"
     history = run(prosqa_dir, out, *GRAPH, "--pretrain-epochs", "2", "--stage", "0..1")
     assert [(h["stage"], h["epoch"]) for h in history] == [(-1, 1), (-1, 2), (0, 1), (1, 1)]
-    assert all(0 <= h["lookup_first"] <= h["lookup_child"] <= 1 for h in history)
+    assert all(0 <= h["lookup_first"] <= h["lookup_child"] <= 1 for h in history[:3])
+    assert "lookup_first" not in history[3]  # stage 1 thinks its first step: no step to read the lookup at
     assert "valid_acc" not in history[0] and "valid_acc" in history[2]
     text = capsys.readouterr().out
     assert "pretrain epoch 2/2: loss" in text and "lookup first" in text and "(guess " in text
@@ -559,29 +560,29 @@ def test_resume_in_the_pretraining_and_ending_it_by_hand(prosqa_dir, tmp_path, m
         if meta["stage"] == -1 and meta["epoch"] == 1:
             raise KeyboardInterrupt
 
-    def stopped(name, *extra):
+    def stopped(name, *extra):  # alone in its folder: beside "full", a finished pretraining would be reused
         monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
         with pytest.raises(SystemExit):
-            run(prosqa_dir, tmp_path / name, *GRAPH, "--pretrain-epochs", "2", "--stage", "0", *extra)
+            run(prosqa_dir, tmp_path / name / "run", *GRAPH, "--pretrain-epochs", "2", "--stage", "0", *extra)
         monkeypatch.undo()
-        assert not (tmp_path / name / "pretrain.pt").exists()
+        assert not (tmp_path / name / "run" / "pretrain.pt").exists()
 
     for name, count in (("again", 2), ("ended", 1)):
         stopped(name)
-        history = run(prosqa_dir, tmp_path / name, *GRAPH, "--pretrain-epochs", str(count), "--stage", "0", "--resume")
+        history = run(prosqa_dir, tmp_path / name / "run", *GRAPH, "--pretrain-epochs", str(count), "--stage", "0", "--resume")
         assert [(h["stage"], h["epoch"]) for h in history] == [(-1, e + 1) for e in range(count)] + [(0, 1)]
-    assert_close(weights(tmp_path / "again" / "stage0.pt"), weights(tmp_path / "full" / "stage0.pt"), rtol=0, atol=0)
+    assert_close(weights(tmp_path / "again" / "run" / "stage0.pt"), weights(tmp_path / "full" / "stage0.pt"), rtol=0, atol=0)
     for f in ("pretrain.pt", "stage0.pt"):
-        assert_close(weights(tmp_path / "ended" / f), weights(tmp_path / "short" / f), rtol=0, atol=0)
-    assert load_checkpoint(str(tmp_path / "ended" / "pretrain.pt"))[1]["meta"]["args"]["pretrain_epochs"] == 1
+        assert_close(weights(tmp_path / "ended" / "run" / f), weights(tmp_path / "short" / f), rtol=0, atol=0)
+    assert load_checkpoint(str(tmp_path / "ended" / "run" / "pretrain.pt"))[1]["meta"]["args"]["pretrain_epochs"] == 1
 
     base = ["--data-dir", prosqa_dir, *TINY, *GRAPH, "--stage", "0", "--resume"]
     stopped("cos", "--schedule", "cosine")
-    one_line_error(train.main, [*base, "--out", str(tmp_path / "cos"), "--schedule", "cosine", "--pretrain-epochs", "1"],
+    one_line_error(train.main, [*base, "--out", str(tmp_path / "cos" / "run"), "--schedule", "cosine", "--pretrain-epochs", "1"],
                    "--pretrain-epochs 1 differs from the run's 2")
     stopped("fewer")
-    one_line_error(train.main, [*base, "--out", str(tmp_path / "fewer"), "--pretrain-epochs", "0"],
-                   "--pretrain-epochs 0 differs from the run's 2")
+    one_line_error(train.main, [*base, "--out", str(tmp_path / "fewer" / "run"), "--pretrain-epochs", "0"],
+                   "--pretrain-epochs 0: the pretraining has done 1 epochs; resume it with at least 1")
 
 
 def test_resume_grows_the_last_stage(prosqa_dir, tmp_path, one_line_error):
@@ -655,17 +656,17 @@ def test_icot_batches_and_optimizer_renewals():
     ex = {"question": [1, 2], "steps": [[10, 11, 12], [20, 21, 22]], "answer": [40, 99]}
     chain = [10, 11, 12, 20, 21, 22]
     batches = [[(None, None, ex)] * 4 for _ in range(10)]  # 10 batches of 4 rows
-    args = SimpleNamespace(grad_accum=2, icot_delta=2.0, icot_lambda=float("inf"))  # 5 steps an epoch: a token every 2 or 3
+    args = SimpleNamespace(icot_lambda=float("inf"))  # grad_accum 2, delta 2: 5 steps an epoch, a token every 2 or 3
     for epoch, want in ((0, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]), (1, [2, 2, 3, 3, 3, 3, 4, 4, 4, 4])):
-        rows = train.icot_batches(batches, epoch, args, sp, random.Random(0))
+        rows = coconut.icot_batches(batches, epoch, 2, 2.0, args.icot_lambda, sp, random.Random(0))
         assert [{len(r[0]) for r in b} for b in rows] == [{2 + 6 - k + 2} for k in want]
         assert rows[-1][0][0] == [1, 2] + chain[want[-1]:] + [40, 99]
     assert [coconut.icot_removed(t, 5, 2.0) for t in range(10)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
-    assert train.icot_renewals(0, 5, args, longest=6) == {2, 4}  # steps 2 and 4 of epoch 0
-    assert train.icot_renewals(1, 5, args, longest=6) == {1, 3}  # steps 6 and 8
-    assert train.icot_renewals(1, 5, args, longest=3) == {1}  # after step 6 every chain is gone
+    assert coconut.icot_renewals(0, 5, 2.0, longest=6) == {2, 4}  # steps 2 and 4 of epoch 0
+    assert coconut.icot_renewals(1, 5, 2.0, longest=6) == {1, 3}  # steps 6 and 8
+    assert coconut.icot_renewals(1, 5, 2.0, longest=3) == {1}  # after step 6 every chain is gone
     args.icot_lambda = 0.5  # smoothing: P(0) = 39%, so most rows lose more
-    rows = train.icot_batches(batches, 0, args, sp, random.Random(0))
+    rows = coconut.icot_batches(batches, 0, 2, 2.0, args.icot_lambda, sp, random.Random(0))
     lengths = [len(r[0]) for b in rows for r in b]
     assert max(lengths) == 10 and min(lengths) == 4 and lengths.count(10) < 30  # 4: the chain is gone
 

@@ -29,8 +29,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from data import IGNORE, decode, extract_answer, read_graph
+from data import IGNORE, decode, extract_answer
 from model import KVCache
+from prosqa import read_graph
 
 # Coconut, then the baselines of the paper's Table 1
 METHODS = ("coconut", "no-curriculum", "no-thought", "pause-as-thought", "cot", "no-cot", "pause", "icot")

@@ -295,48 +295,6 @@ def generate_example(rng, size=Difficulty()):
         "root": root, "target": target, "neg_target": neg,
     }
 
-def reshuffle(record, rng):
-    """The same question with its facts in a new order and the two candidates redrawn in
-    order: a fresh rendering of one graph, for data augmentation (Zhu et al. 2025 redraw
-    both every epoch). Steps and answer do not change."""
-    *facts, ask = re.findall(r"[^.?]+[.?]", record["question"])
-    facts = [f.strip() for f in facts]
-    rng.shuffle(facts)
-    m = re.fullmatch(r"\s*Is (\S+) a (\S+) or (\S+)\?", ask)
-    if m is None:
-        raise ValueError(f"not a ProsQA question (no 'Is P a A or B?' at the end): {record['question'][-60:]!r}")
-    a, b = (m[2], m[3]) if rng.random() < 0.5 else (m[3], m[2])
-    return {**record, "question": " ".join(facts) + f" Is {m[1]} a {a} or {b}?"}
-
-
-def name_pools(records):
-    """The people and the concepts that the records' questions name (what rename draws from,
-    so that every new name is one the vocabulary knows)."""
-    seen = {w for r in records for w in re.findall(r"\w+", r["question"])}
-    return [x for x in PEOPLE if x in seen], [x for x in CONCEPTS if x in seen]
-
-
-def rename(record, rng, pools=(PEOPLE, CONCEPTS)):
-    """The same graph under fresh names: each person renamed to another person, each concept
-    to another concept (a new draw from its pool, consistent through the question, steps and
-    answer; names in no pool keep theirs). A model cannot then learn a training question by
-    its names, as Zhu et al.'s node numbers, drawn afresh, do not let it. Works on either
-    rendering: the names are whole words in both."""
-    words = set(re.findall(r"\w+", record["question"]))
-    new = {}
-    for pool in pools:
-        mine = [x for x in pool if x in words]
-        new.update(zip(mine, rng.sample(pool, len(mine))))
-    if not new:
-        return record
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, new)) + r")\b")
-    sub = lambda text: pattern.sub(lambda m: new[m[1]], text)  # noqa: E731
-    out = {**record, "question": sub(record["question"]), "steps": [sub(s) for s in record["steps"]],
-           "answer": sub(record["answer"])}
-    if "idx_to_symbol" in record:
-        out["idx_to_symbol"] = [new.get(x, x) for x in record["idx_to_symbol"]]
-    return out
-
 # -----------------------------------------------------------------------------
 # statistics
 

@@ -29,10 +29,10 @@ import time
 from dataclasses import replace
 
 import coconut
-from data import (RENDERS, check_records, encode, encoding_from_state, extract_answer, has_graphs,
-                  need_graphs, parse_json, read_graph, read_text, render, special_ids, tokenize)
+from data import check_records, encode, encoding_from_state, extract_answer, parse_json, read_text, special_ids, tokenize
 from model import load_checkpoint, pick_device, set_threads
-from prosqa_gen import name_pools, rename, shortest_paths
+from prosqa import RENDERS, has_graphs, name_pools, need_graphs, read_graph, rename, render
+from prosqa_gen import shortest_paths
 
 THOUGHTLESS = ("cot", "no-cot", "icot")  # methods whose prompt never holds thoughts: --latent does not apply
 

@@ -34,7 +34,8 @@ import coconut
 import data
 from files import check_checkpoint_zip, write_json
 from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, set_threads
-from prosqa_gen import GENERATED, name_pools, rename, reshuffle
+import prosqa
+from prosqa_gen import GENERATED
 from recipes import PRESETS, recipe
 
 PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
@@ -142,7 +143,7 @@ def parse_args(argv=None):
                    help="ProsQA augmentation: every epoch, give each question's people and concepts fresh names "
                         "(drawn from those of the training split), so that no training question can be learned "
                         "by its names: in the curriculum's last stage, or in every stage and the pretraining")
-    p.add_argument("--render", choices=data.RENDERS, default=None,
+    p.add_argument("--render", choices=prosqa.RENDERS, default=None,
                    help="ProsQA as the paper's sentences (text), or compactly (graph: one token per name, facts "
                         "'u v |', the question '[Q] a b [R] person', each step one name; Zhu et al. 2025)")
     p.add_argument("--pretrain-epochs", type=int, default=None,
@@ -305,7 +306,7 @@ def objective_of(model, compile=False, ddp=False):
 def load_data(args, enc=None):
     """Records and tokenised examples of the three splits; the words vocabulary is built
     from the training split unless a checkpoint's tokenizer is given."""
-    splits = {s: data.render(data.load_split(args.dataset, s, args.data_dir), args.render,
+    splits = {s: prosqa.render(data.load_split(args.dataset, s, args.data_dir), args.render,
                              os.path.join(args.data_dir, f"{args.dataset}_{s}.json")) for s in ("train", "valid", "test")}
     enc = enc or data.get_encoding(args.tokenizer, splits["train"])
     out = {split: [(r, data.tokenize(enc, r)) for r in records] for split, records in splits.items()}
@@ -330,11 +331,11 @@ def check_graphs(args, splits, enc, pretraining):
     source = os.path.join(args.data_dir, f"{args.dataset}_train.json")
     records = [r for r, _ in splits["train"]]
     if args.rename != "off":
-        data.need_graphs(records, source, f"--rename {args.rename}")
+        prosqa.need_graphs(records, source, f"--rename {args.rename}")
     if pretraining:
-        data.need_graphs(records, source, "--pretrain-epochs")
+        prosqa.need_graphs(records, source, "--pretrain-epochs")
         for i, r in enumerate(records):
-            if (n := data.lookup_length(enc, r, args.pretrain_queries)) > args.block_size:
+            if (n := prosqa.lookup_length(enc, r, args.pretrain_queries)) > args.block_size:
                 raise data.DataError(f"{source}: record {i}: its pretraining sequence (the facts and --pretrain-queries "
                                      f"{args.pretrain_queries} queries) can reach {n} tokens, past the model's context "
                                      f"of {args.block_size}")
@@ -419,11 +420,6 @@ def epoch_rows(n_examples, args, world):
     return max(1, int(n_examples * args.train_frac)) // world
 
 
-def shuffled(record, rng):
-    """The record's facts in a new order and its candidates redrawn, in its own rendering."""
-    return data.reshuffle_graph(record, rng) if record.get("render") == "graph" else reshuffle(record, rng)
-
-
 def renames(args, stage):
     """Whether --rename gives this stage's questions fresh names: in every stage and the
     pretraining ("all"), or in the curriculum's last stage ("last")."""
@@ -435,8 +431,8 @@ def fresh(record, rng, args, pools):
     reshuffled (--shuffle-facts); None when neither is on (the stored tokens serve)."""
     if not (pools or args.shuffle_facts):
         return None
-    record = rename(record, rng, pools) if pools else record
-    return shuffled(record, rng) if args.shuffle_facts else record
+    record = prosqa.rename(record, rng, pools) if pools else record
+    return prosqa.reshuffle(record, rng) if args.shuffle_facts else record
 
 
 def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
@@ -450,10 +446,10 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     per = epoch_rows(len(examples), args, world)
     order = order[:per * world]
     mine = order[rank * per:(rank + 1) * per]  # an equal share per rank
-    pools = name_pools([r for r, _ in examples]) if renames(args, stage) else None
+    pools = prosqa.name_pools([r for r, _ in examples]) if renames(args, stage) else None
     if stage == PRETRAIN:
         recs = [fresh(examples[i][0], rng, args, pools) or examples[i][0] for i in mine]
-        rows = [data.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts,
+        rows = [prosqa.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts,
                                    args.pretrain_people) + (None,)
                 for r in recs]
     else:
@@ -770,7 +766,7 @@ class Run:
     def __post_init__(self):
         self.sp, self.history = data.special_ids(self.enc), self.start.history
         self.objective = objective_of(self.model, self.args.compile, self.ddp)
-        self.lookup = data.has_graphs([r for r, _ in self.splits["valid"]])  # ProsQA: the lookup metric, every epoch
+        self.lookup = prosqa.has_graphs([r for r, _ in self.splits["valid"]])  # ProsQA: the lookup metric, every epoch
         self.longest = max(sum(map(len, ex["steps"])) for _, ex in self.splits["train"])  # the longest written chain
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import coconut
+import prosqa
 from coconut import IGNORE, Curriculum, collate
 
 SP = SimpleNamespace(bot=90, latent=91, eot=92, pause=93, eos=99)
@@ -309,7 +310,7 @@ def test_lookup_accuracy_counts(prosqa_record, render, monkeypatch):
     sentences) and scores it: a first node of a shortest path, a child, or neither; beside
     them the guessing levels (1 good name of the graph's 6; 1 of Tom's 2 children)."""
     import data
-    rec = data.render([prosqa_record], render, "x")[0]
+    rec = prosqa.render([prosqa_record], render, "x")[0]
     enc = data.get_encoding("words", [rec])
     sp = data.special_ids(enc)
     ex = data.tokenize(enc, rec)

@@ -9,6 +9,7 @@ import pytest
 import tiktoken
 
 import data
+import prosqa
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
@@ -384,16 +385,16 @@ def test_render_graph_layout(prosqa_record):
     """The compact rendering: facts 'u v |' in the order stated, '[Q] a b [R] person', each
     step the name it reaches, the answer the target; other fields kept; rendering twice
     changes nothing."""
-    g = data.render_graph(prosqa_record)
+    g = prosqa.render_graph(prosqa_record)
     assert {k: g[k] for k in PROSQA_GRAPH} == PROSQA_GRAPH
     assert g["render"] == "graph" and g["root"] == 0
-    assert data.render_graph(g) == g
+    assert prosqa.render_graph(g) == g
 
 
 def test_graph_tokens_are_one_per_name(prosqa_record):
     """Tokenised, every name of a graph-rendered record is one token (the same token wherever
     it stands), each step is exactly one token, and the answer is ' ###', the target, eos."""
-    g = data.render_graph(prosqa_record)
+    g = prosqa.render_graph(prosqa_record)
     enc = data.get_encoding("words", [g])
     ex = data.tokenize(enc, g)
     words = [enc.decode([t]) for t in ex["question"]]
@@ -407,11 +408,11 @@ def test_graph_tokens_are_one_per_name(prosqa_record):
 def test_reshuffle_graph_keeps_the_question(prosqa_record):
     """Reshuffling a graph-rendered record reorders its facts and maybe its two candidates,
     and keeps everything else."""
-    g = data.render_graph(prosqa_record)
+    g = prosqa.render_graph(prosqa_record)
     rng, seen = random.Random(0), set()
     for _ in range(20):
-        new = data.reshuffle_graph(g, rng)
-        a, b = data.read_graph(g), data.read_graph(new)
+        new = prosqa.reshuffle(g, rng)
+        a, b = prosqa.read_graph(g), prosqa.read_graph(new)
         assert sorted(a.facts) == sorted(b.facts) and set(a.candidates) == set(b.candidates)
         assert (b.person, b.path, b.answer) == (a.person, a.path, a.answer)
         assert {k: v for k, v in new.items() if k != "question"} == {k: v for k, v in g.items() if k != "question"}
@@ -421,9 +422,9 @@ def test_reshuffle_graph_keeps_the_question(prosqa_record):
 
 def test_first_nodes(prosqa_record):
     """The person's children that start a shortest path to the answer, and all its children."""
-    assert data.read_graph(prosqa_record).first_nodes() == (["wumpus"], ["wumpus", "rompus"])
+    assert prosqa.read_graph(prosqa_record).first_nodes() == (["wumpus"], ["wumpus", "rompus"])
     two = {**prosqa_record, "question": prosqa_record["question"].replace("Tom is a rompus.", "Tom is a rompus. Every rompus is a yumpus.")}
-    assert data.read_graph(two).first_nodes() == (["wumpus", "rompus"], ["wumpus", "rompus"])
+    assert prosqa.read_graph(two).first_nodes() == (["wumpus", "rompus"], ["wumpus", "rompus"])
 
 
 @pytest.mark.parametrize("render", ["text", "graph"])
@@ -431,9 +432,9 @@ def test_lookup_layout(prosqa_record, render):
     """Lookup pretraining: the facts as the rendering writes them, then queries 'x -> a child
     of x' written like a step; the loss is on each child only, and each child is one the
     facts give to its query's name."""
-    rec = data.render([prosqa_record], render, "x")[0]
+    rec = prosqa.render([prosqa_record], render, "x")[0]
     enc = data.get_encoding("words", [rec])
-    ids, labels = data.lookup_layout(enc, rec, random.Random(1), 6)
+    ids, labels = prosqa.lookup_layout(enc, rec, random.Random(1), 6)
     assert len(ids) == len(labels)
     text = enc.decode(ids)
     if render == "graph":
@@ -443,18 +444,18 @@ def test_lookup_layout(prosqa_record, render):
         assert text.startswith("Every wumpus is a yumpus. Tom is a wumpus. Max is a zumpus. Tom is a rompus.\n")
         queries = re.findall(r"(?:Every )?(\S+) is a (\S+)\.\n", text.split("\n", 1)[1])
     assert len(queries) == 6
-    children = data.read_graph(rec).children()
+    children = prosqa.read_graph(rec).children()
     assert all(c in children[x] for x, c in queries)
     labelled = [enc.decode([y]) for y in labels if y != data.IGNORE]
     assert labelled == [" " + c for _, c in queries]
-    lm_ids, lm_labels = data.lookup_layout(enc, rec, random.Random(1), 6, lm=True)  # and a loss on the facts
+    lm_ids, lm_labels = prosqa.lookup_layout(enc, rec, random.Random(1), 6, lm=True)  # and a loss on the facts
     facts = len(enc.encode_ordinary(text.split(" [R]", 1)[0] if render == "graph" else text.split("\n", 1)[0] + "\n"))
     assert lm_ids == ids and lm_labels[:facts] == ids[:facts] and lm_labels[facts:] == labels[facts:]
     if render == "graph":  # n_facts 2: two to four of the four facts, in their order, and queries on those alone
-        all_facts = [tuple(f) for f in data.read_graph(rec).facts]
+        all_facts = [tuple(f) for f in prosqa.read_graph(rec).facts]
         counts = set()
         for seed in range(12):
-            few, _ = data.lookup_layout(enc, rec, random.Random(seed), 6, n_facts=2)
+            few, _ = prosqa.lookup_layout(enc, rec, random.Random(seed), 6, n_facts=2)
             stated = re.findall(r" (\S+) (\S+) \|", enc.decode(few).split(" [R]", 1)[0])
             assert stated == [f for f in all_facts if f in stated]
             asked = re.findall(r" \[R\] (\S+) (\S+)", enc.decode(few))
@@ -463,10 +464,10 @@ def test_lookup_layout(prosqa_record, render):
         assert counts == {2, 3, 4}
         # people: that share of the queries asks about a person (Tom, Max), the rest about concepts
         for share, want in ((1.0, {"Tom", "Max"}), (0.0, {"wumpus"})):
-            ids, _ = data.lookup_layout(enc, rec, random.Random(0), 40, people=share)
+            ids, _ = prosqa.lookup_layout(enc, rec, random.Random(0), 40, people=share)
             assert {x for x, _ in re.findall(r" \[R\] (\S+) (\S+)", enc.decode(ids))} == want
         asked = [x for seed in range(20) for x, _ in re.findall(r" \[R\] (\S+) (\S+)", enc.decode(
-            data.lookup_layout(enc, rec, random.Random(seed), 6, people=0.5)[0]))]
+            prosqa.lookup_layout(enc, rec, random.Random(seed), 6, people=0.5)[0]))]
         assert 0.3 < sum(x != "wumpus" for x in asked) / len(asked) < 0.7
 
 
@@ -477,7 +478,7 @@ def test_lookup_layout(prosqa_record, render):
 def test_render_graph_refuses_other_records(prosqa_record, record, message):
     """A record that is not ProsQA is one DataError naming the file and the record."""
     with pytest.raises(data.DataError, match=rf"^f\.json: record 1: --render graph: {message}"):
-        data.render([prosqa_record, {**prosqa_record, **record}], "graph", "f.json")
+        prosqa.render([prosqa_record, {**prosqa_record, **record}], "graph", "f.json")
 
 
 @pytest.mark.parametrize("pattern", ["(?=.)", "", "x", "(("])

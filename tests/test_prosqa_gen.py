@@ -10,9 +10,9 @@ from collections import deque
 
 import pytest
 
-import data
 import files
 import model
+import prosqa
 import prosqa_gen
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -417,7 +417,7 @@ def test_reshuffle_keeps_the_meaning(examples):
     the same steps and answer; over many draws both candidate orders occur."""
     rng, orders = random.Random(0), set()
     for ex in examples[:50]:
-        new = prosqa_gen.reshuffle(ex, rng)
+        new = prosqa.reshuffle(ex, rng)
         facts = lambda q: sorted(f.strip() for f in re.findall(r"[^.?]+[.]", q))
         assert facts(new["question"]) == facts(ex["question"])
         ask = lambda q: re.search(r"Is (\w+) a (\w+) or (\w+)\?$", q).groups()
@@ -433,11 +433,11 @@ def test_rename_is_the_same_graph_under_new_names(examples, how):
     """Guards --rename: one consistent renaming through question, steps, answer and
     idx_to_symbol, people to people and concepts to concepts, one-to-one; mapping the names
     back gives the record again; seeded; over many draws nearly every name changes."""
-    recs = examples[:50] if how == "text" else data.render(examples[:50], "graph", "examples")
+    recs = examples[:50] if how == "text" else prosqa.render(examples[:50], "graph", "examples")
     changed = total = 0
     for i, ex in enumerate(recs):
-        new = prosqa_gen.rename(ex, random.Random(i))
-        assert new == prosqa_gen.rename(ex, random.Random(i))
+        new = prosqa.rename(ex, random.Random(i))
+        assert new == prosqa.rename(ex, random.Random(i))
         back = dict(zip(new["idx_to_symbol"], ex["idx_to_symbol"]))
         assert len(back) == len(ex["idx_to_symbol"])  # one-to-one
         for old, renamed in back.items():
@@ -457,7 +457,7 @@ def test_rename_keeps_names_outside_its_pools():
     """A name in no pool, and words that only contain a pool's name, stay as they are."""
     rec = {"question": "Zed is a wumpus. Every wumpus is a yumpuses. Is Zed a wumpus or yumpuses?",
            "steps": ["Zed is a wumpus."], "answer": "Zed is a wumpus."}
-    new = prosqa_gen.rename(rec, random.Random(0), pools=(["Zed", "Ann"], ["wumpus", "rompus"]))
+    new = prosqa.rename(rec, random.Random(0), pools=(["Zed", "Ann"], ["wumpus", "rompus"]))
     person, concept = new["answer"][:-1].split(" is a ")
     assert {person, concept} <= {"Zed", "Ann", "wumpus", "rompus"} and "yumpuses" in new["question"]
     assert len(re.findall(rf"\b{concept}\b", new["question"])) == 3 and new["question"].count(person) == 2

@@ -13,6 +13,7 @@ import torch
 import bench
 import coconut
 import data
+import prosqa
 import prosqa_gen
 import sample
 from model import save_checkpoint
@@ -109,7 +110,7 @@ def test_eval_reads_the_last_thought(run, capsys):
     want = {"target": 0, "decoy": 0, "another name": 0, "no name": 0}
     for rec in run["records"]["test"]:
         tok = coconut.probe_thoughts(run["model"], plan.prompt(data.tokenize(enc, rec), sp), sp, 1)[-1][0][0]
-        g = data.read_graph(rec)
+        g = prosqa.read_graph(rec)
         first = {data.encode(enc, " " + n)[0]: "another name" for fact in g.facts for n in fact}
         first.update({data.encode(enc, " " + c)[0]: "target" if c == g.answer else "decoy" for c in g.candidates})
         want[first.get(tok, "no name")] += 1
@@ -128,7 +129,7 @@ def test_last_thought_line_sorts_by_the_candidates(run):
     enc = run["enc"]
     recs = run["records"]["test"][:5]
     first = lambda name: data.encode(enc, " " + name)[0]  # noqa: E731
-    gs = [data.read_graph(r) for r in recs]
+    gs = [prosqa.read_graph(r) for r in recs]
     decoy = lambda g: next(c for c in g.candidates if c != g.answer)  # noqa: E731
     last = [first(gs[0].answer), first(decoy(gs[1])), first(gs[2].person), None, data.special_ids(enc).eos]
     outputs = [{"correct": c} for c in (True, False, True, True, False)]
@@ -253,7 +254,7 @@ def test_corrupt_checkpoint(run, one_line_error):
     (dict(args={"dataset": "prosqa"}), "checkpoint args lack 'method' (a str)"),
     (dict(stage=-1), "the lookup pretraining's checkpoint (train.py --stage pre), which answers no question"),
     (dict(stage=-2), "stage -2: not a run train.py can make"),
-    (dict(tokenizer_pattern="(?=.)"), "bad 'words' tokenizer: its pattern '(?=.)' is not the one train.py saves"),
+    (dict(tokenizer_pattern="(?=.)"), "bad 'words' tokenizer: its pattern '(?=.)' is not the one data.get_encoding saves"),
     (dict(tokenizer_pattern=""), "bad 'words' tokenizer: its pattern '' is not"),
     (dict(args={**ARGS, "max_new_tokens": "12"}), "checkpoint arg 'max_new_tokens' is '12', not a positive integer"),
     (dict(args={**ARGS, "max_new_tokens": 0}), "checkpoint arg 'max_new_tokens' is 0, not a positive integer"),

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from torch.testing import assert_close
 
 import data
+import prosqa
 import prosqa_gen
 import train
 from model import load_checkpoint
@@ -503,25 +504,25 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
     data that is not ProsQA it is one line naming the file, before anything is written."""
     args = train.parse_args(["--data-dir", prosqa_dir, *TINY, *GRAPH, "--rename", "all"])
     enc, splits = train.load_data(args)
-    pools = prosqa_gen.name_pools([r for r, _ in splits["train"]])
+    pools = prosqa.name_pools([r for r, _ in splits["train"]])
     named = {x for r, _ in splits["train"] for x in r["idx_to_symbol"]}
     assert set(pools[0]) == named & set(prosqa_gen.PEOPLE) and set(pools[1]) == named & set(prosqa_gen.CONCEPTS)
     rng, moved = random.Random(0), 0
     for rec, _ in splits["train"]:
         new = train.fresh(rec, rng, args, pools)
-        g = data.read_graph(new)
+        g = prosqa.read_graph(new)
         children = {}
         for u, v in g.facts:
             children.setdefault(u, set()).add(v)
         path = [g.person, *g.path]
         assert all(b in children.get(a, ()) for a, b in zip(path, path[1:]))
         assert g.answer == path[-1] and g.answer in g.candidates
-        moved += g.person != data.read_graph(rec).person
+        moved += g.person != prosqa.read_graph(rec).person
     assert moved > len(splits["train"]) // 2
     plain = train.parse_args(["--data-dir", prosqa_dir, *TINY, *GRAPH])
     a, b = random.Random(1), random.Random(1)
     assert [train.fresh(r, a, plain, None) for r, _ in splits["train"]] == \
-        [train.shuffled(r, b) for r, _ in splits["train"]]
+        [prosqa.reshuffle(r, b) for r, _ in splits["train"]]
     assert train.fresh(rec, a, train.parse_args(["--no-shuffle-facts"]), None) is None
 
     renamed = run(prosqa_dir, tmp_path / "renamed", *GRAPH, "--rename", "all", "--pretrain-epochs", "1", "--stage", "0")

@@ -1,0 +1,236 @@
+"""
+ProsQA questions as graphs (Hao et al. 2024, section 4; the generator is prosqa_gen.py): read a
+question back from either rendering (the paper's sentences, or the compact graph rendering of
+Zhu et al. 2025), render it, give it fresh names or a fresh order of facts, and lay out the
+lookup pretraining that teaches a model from scratch to read its facts. One parser per rendering
+(read_graph); train.py and sample.py reach ProsQA through this file only.
+
+    python train.py --dataset prosqa-small   # the graph rendering, renaming and the lookup pretraining
+"""
+
+import re
+from dataclasses import dataclass, replace
+
+from data import IGNORE, DataError
+from prosqa_gen import CONCEPTS, PEOPLE
+
+RENDERS = ("text", "graph")
+FACT = re.compile(r"(?:Every )?(\S+) is a (\S+)\.")  # "Every X is a Y." or "P is a Y."
+ASK = re.compile(r"Is (\S+) a (\S+) or (\S+)\?")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """What a ProsQA question says, read back from either rendering."""
+    facts: list  # (parent, child) name pairs, in the order they are stated
+    person: str  # the person asked about
+    candidates: tuple  # the two concepts offered, in the order offered
+    path: list  # the names the steps reach (empty for a question without steps)
+    answer: str  # the concept the answer names ("" without an answer)
+
+    def children(self):
+        out = {}
+        for u, v in self.facts:
+            out.setdefault(u, []).append(v)
+        return out
+
+    def to_answer(self):
+        """{name: its distance to the answer along the facts}, a BFS backwards from the answer."""
+        dist, layer = {self.answer: 0}, {self.answer}
+        while layer:
+            d = dist[next(iter(layer))] + 1
+            layer = {u for u, v in self.facts if v in layer and u not in dist}
+            dist.update(dict.fromkeys(layer, d))
+        return dist
+
+    def next_on_path(self, name, k):
+        """The children of `name` that take step k+1 (0-based k) of a shortest path to the answer."""
+        dist = self.to_answer()
+        return [c for c in self.children().get(name, []) if dist.get(c) == len(self.path) - 1 - k]
+
+    def first_nodes(self):
+        """(the person's children that start a shortest path to the answer, all its children)."""
+        return self.next_on_path(self.person, 0), self.children().get(self.person, [])
+
+
+def split_question(question: str):
+    """(the fact sentences, the match of the closing 'Is P a A or B?' or None) of a question in
+    the paper's sentences: the one parser of that rendering."""
+    *sentences, ask = [s.strip() for s in re.findall(r"[^.?]+[.?]", question)] or [""]
+    return sentences, ASK.fullmatch(ask)
+
+
+def read_graph(record: dict) -> Graph:
+    """The Graph of a ProsQA record in the paper's sentences or in the graph rendering;
+    ValueError for a record that is neither."""
+    q = record["question"]
+    if record.get("render") == "graph":
+        facts, _, ask = q.rpartition(" [Q] ")
+        m = re.fullmatch(r"(\S+) (\S+) \[R\] (\S+)", ask)
+        pairs = re.findall(r"(\S+) (\S+) \|", facts)
+        if m is None or len(pairs) * 3 != len(facts.split()):
+            raise ValueError("not a graph-rendered ProsQA question ('u v | ... [Q] a b [R] person')")
+        return Graph(pairs, m[3], (m[1], m[2]), list(record["steps"]), record["answer"])
+    sentences, m = split_question(q)
+    facts = [FACT.fullmatch(x) for x in sentences]
+    steps = [FACT.fullmatch(x.strip()) for x in record["steps"]]
+    answer = FACT.fullmatch(record["answer"].strip()) if record["answer"].strip() else None
+    if m is None or not all(facts) or not all(steps) or (record["answer"].strip() and answer is None):
+        raise ValueError("not a ProsQA question ('Every X is a Y.' / 'P is a Y.' facts, then 'Is P a A or B?')")
+    return Graph([(f[1], f[2]) for f in facts], m[1], (m[2], m[3]), [x[2] for x in steps], answer[2] if answer else "")
+
+
+def has_graphs(records: list[dict]) -> bool:
+    """Whether the records are ProsQA questions (either rendering): the first few read as graphs."""
+    try:
+        return bool(records) and all(read_graph(r) for r in records[:8])
+    except ValueError:
+        return False
+
+
+def need_graphs(records: list[dict], source: str, flag: str):
+    """One DataError naming the file (source) and the record when a ProsQA-only flag meets a
+    record that is not a ProsQA question with facts; every record is read."""
+    for i, r in enumerate(records):
+        try:
+            g = read_graph(r)
+        except ValueError:
+            raise DataError(f"{source}: record {i}: {flag} needs ProsQA questions, whose facts and names it "
+                            f"reads") from None
+        if not g.facts:
+            raise DataError(f"{source}: record {i}: {flag} needs ProsQA questions with facts; this one states none")
+
+
+def lookup_length(enc, record: dict, n_queries: int) -> int:
+    """The most tokens lookup_layout can give the record: all its facts, then n_queries of
+    its longest query (checked against the model's context before any pretraining)."""
+    g, graph = read_graph(record), record.get("render") == "graph"
+    roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
+    n = len(enc.encode_ordinary("".join(f" {u} {v} |" for u, v in g.facts) if graph else
+                                " ".join(f"{'' if u in roots else 'Every '}{u} is a {v}." for u, v in g.facts) + "\n"))
+    ask = (lambda x: f" [R] {x}") if graph else (lambda x: f"{'' if x in roots else 'Every '}{x} is a")  # noqa: E731
+    end = 0 if graph else len(enc.encode_ordinary(".\n"))
+    query = max(len(enc.encode_ordinary(ask(u))) + len(enc.encode_ordinary(" " + v)) + end for u, v in g.facts)
+    return n + n_queries * query
+
+
+def render_graph(record: dict) -> dict:
+    """ProsQA in the compact rendering of Zhu et al. 2025 ("Reasoning by Superposition"):
+    one token per name, each fact `u v |`, the question `[Q] a b [R] person`, each step the
+    next name of the path, the answer the target:
+
+        Tom wumpus | wumpus yumpus | ... [Q] yumpus zumpus [R] Tom   wumpus yumpus ### yumpus
+
+    About half as many tokens as the sentences, and every name sits right after the name
+    it follows from. Other fields are kept; `render` says how tokenize lays it out."""
+    g = read_graph(record)
+    facts = " ".join(f"{u} {v} |" for u, v in g.facts)
+    return {**record, "question": f"{facts} [Q] {g.candidates[0]} {g.candidates[1]} [R] {g.person}".lstrip(),
+            "steps": g.path, "answer": g.answer, "render": "graph"}
+
+
+def render(records: list[dict], how: str, source: str) -> list[dict]:
+    """The records in rendering `how` ("text": as they are); a record that cannot be
+    rendered is one DataError naming the file (source) and the record."""
+    if how == "text":
+        return records
+    if how != "graph":
+        raise ValueError(f"unknown rendering {how!r}: expected one of {', '.join(RENDERS)}")
+    out = []
+    for i, r in enumerate(records):
+        try:
+            out.append(render_graph(r))
+        except ValueError as e:
+            raise DataError(f"{source}: record {i}: --render graph: {e}") from None
+    return out
+
+
+def reshuffle(record: dict, rng) -> dict:
+    """The same question with its facts in a new order and the two candidates redrawn in
+    order, in its own rendering: a fresh rendering of one graph, for data augmentation (Zhu et
+    al. 2025 redraw both every epoch). Steps and answer do not change."""
+    if record.get("render") == "graph":
+        g = read_graph(record)
+        facts = list(g.facts)
+        rng.shuffle(facts)
+        a, b = g.candidates if rng.random() < 0.5 else g.candidates[::-1]
+        return {**record, "question": " ".join(f"{u} {v} |" for u, v in facts) + f" [Q] {a} {b} [R] {g.person}"}
+    facts, m = split_question(record["question"])
+    if m is None:
+        raise ValueError(f"not a ProsQA question (no 'Is P a A or B?' at the end): {record['question'][-60:]!r}")
+    rng.shuffle(facts)
+    a, b = (m[2], m[3]) if rng.random() < 0.5 else (m[3], m[2])
+    return {**record, "question": " ".join(facts) + f" Is {m[1]} a {a} or {b}?"}
+
+
+def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
+                  n_facts: int | None = None, people: float | None = None) -> tuple[list, list]:
+    """Pretraining for a model from scratch: (ids, labels) of the record's facts followed by
+    n_queries lookups "x -> a child of x", with a loss on each child only (lm: and on every
+    token of the facts, a language-model loss on the question's own text). A pretrained
+    GPT-2 can already copy what its context says about a name (an induction head); a model
+    from scratch must learn that before any search. A query is written the way the
+    rendering writes a step: `[R] x c` (graph) or `Every x is a c.` (sentences). With n_facts,
+    a random number of the facts between n_facts and all of them, drawn at random and kept in
+    order, and queries on those: shorter contexts to learn the lookup in, beside full ones
+    (with only short ones the lookup does not carry over to the full graph). With people, that
+    share of the queries asks about a person (a name that is nobody's child, like the one a
+    question asks about), the rest about the concepts; without it, every name with a child
+    alike."""
+    g = read_graph(record)
+    roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
+    facts = g.facts
+    if n_facts is not None and n_facts < len(facts):
+        facts = [facts[i] for i in sorted(rng.sample(range(len(facts)), rng.randint(n_facts, len(facts))))]
+    children = replace(g, facts=facts).children()
+    sources = sorted(children)
+    graph = record.get("render") == "graph"
+    if graph:
+        context = "".join(f" {u} {v} |" for u, v in facts)
+    else:
+        context = " ".join(f"{'' if u in roots else 'Every '}{u} is a {v}." for u, v in facts) + "\n"
+    ids = enc.encode_ordinary(context)
+    labels = list(ids) if lm else [IGNORE] * len(ids)
+    persons = [x for x in sources if x in roots]
+    concepts = [x for x in sources if x not in roots]
+    for _ in range(n_queries):
+        if people is None or not persons or not concepts:
+            x = rng.choice(sources)
+        else:
+            x = rng.choice(persons if rng.random() < people else concepts)
+        c = rng.choice(children[x])
+        prompt = enc.encode_ordinary(f" [R] {x}" if graph else f"{'' if x in roots else 'Every '}{x} is a")
+        answer = enc.encode_ordinary(" " + c)
+        end = [] if graph else enc.encode_ordinary(".\n")
+        ids += prompt + answer + end
+        labels += [IGNORE] * len(prompt) + answer + [IGNORE] * len(end)
+    return ids, labels
+
+
+def name_pools(records):
+    """The people and the concepts that the records' questions name (what rename draws from,
+    so that every new name is one the vocabulary knows)."""
+    seen = {w for r in records for w in re.findall(r"\w+", r["question"])}
+    return [x for x in PEOPLE if x in seen], [x for x in CONCEPTS if x in seen]
+
+
+def rename(record, rng, pools=(PEOPLE, CONCEPTS)):
+    """The same graph under fresh names: each person renamed to another person, each concept
+    to another concept (a new draw from its pool, consistent through the question, steps and
+    answer; names in no pool keep theirs). A model cannot then learn a training question by
+    its names, as Zhu et al.'s node numbers, drawn afresh, do not let it. Works on either
+    rendering: the names are whole words in both."""
+    words = set(re.findall(r"\w+", record["question"]))
+    new = {}
+    for pool in pools:
+        mine = [x for x in pool if x in words]
+        new.update(zip(mine, rng.sample(pool, len(mine))))
+    if not new:
+        return record
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, new)) + r")\b")
+    sub = lambda text: pattern.sub(lambda m: new[m[1]], text)  # noqa: E731
+    out = {**record, "question": sub(record["question"]), "steps": [sub(s) for s in record["steps"]],
+           "answer": sub(record["answer"])}
+    if "idx_to_symbol" in record:
+        out["idx_to_symbol"] = [new.get(x, x) for x in record["idx_to_symbol"]]
+    return out

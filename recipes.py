@@ -32,12 +32,13 @@ SMALL = {**PAPER, "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 512, "t
 # the counterpart of starting from a GPT-2 that can already look things up; then the
 # curriculum without <bot>/<eot>, 10% of examples at a random stage, and in the last stage each
 # question under fresh names every epoch. Stages end on their metric, not a fixed count:
-# stage 0 once the written steps follow the facts (`until`), a thought stage once its
-# validation accuracy stops rising (`patience`); the epoch counts are caps.
+# stage 0 once the written steps go along shortest paths (`until`), a thought stage once its
+# validation accuracy reaches the stage before's best and stops rising (`patience`); the epoch
+# counts are caps.
 LAPTOP = {**SMALL, "n_head": 4, "n_embd": 128, "render": "graph", "lr": 1e-3, "batch_size": 128,
           "reset_optimizer": False, "markers": False, "shuffle_facts": True, "mix_prob": 0.1, "rename": "last",
           "pretrain_epochs": 30, "pretrain_people": 0.5, "pretrain_until": 0.95,
-          "until": 0.82, "patience": 2, "stage0_epochs": 40, "epochs_per_stage": 8, "final_epochs": 60}
+          "until": 0.82, "patience": 2, "stage0_epochs": 40, "epochs_per_stage": 10, "final_epochs": 40}
 
 # Zhu et al. 2025 ("Reasoning by Superposition", args/prosqa_coconut_2l_8h_768d.yaml): their
 # model size from scratch (2 layers, width 768, 8 heads) with the laptop recipe's pretraining,

@@ -710,24 +710,30 @@ def epoch_line(e, n_epochs):
     return line + f", {e['tokens_per_s']:.0f} tok/s, {e['seconds']:.0f}s"
 
 
-def stage_end(entries, stage, n_epochs, args, lookup):
-    """Why a stage ends after its latest epoch (entries: its epochs so far), or None to go on.
-    Stage 0 writes the steps the thoughts will replace: with --until it ends once they follow
-    shortest paths (the path metric, ProsQA). A thought stage before the curriculum's last ends
-    when its validation accuracy has not risen for --patience epochs. Any stage ends at its
-    epoch count, a cap when gated; the last stage runs its count (the budget)."""
+def stage_end(history, stage, n_epochs, args, lookup):
+    """Why a stage ends after its latest epoch, or None to go on. Stage 0 writes the steps the
+    thoughts will replace: with --until it ends once they follow shortest paths (the path
+    metric, ProsQA). A thought stage before the curriculum's last ends once its thoughts do what
+    the steps they replace did (its best validation accuracy at least the stage before's best)
+    and its accuracy has not risen for --patience epochs. Any stage ends at its epoch count, a
+    cap when gated; the last stage runs its count (the budget)."""
+    entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]
     if stage == 0 and args.until is not None and e.get("lookup_path", -1) >= args.until:
         return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
     if 0 < stage < args.max_stage and args.patience and "valid_acc" in e:
         best = max(range(len(entries)), key=lambda i: (entries[i]["valid_acc"], -i))  # the first best epoch
-        if len(entries) - 1 - best >= args.patience:
+        before = max((h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
+        if len(entries) - 1 - best >= args.patience and entries[best]["valid_acc"] >= before:
             return (f"validation accuracy has not risen for {args.patience} epochs (best {entries[best]['valid_acc']:.1%} "
-                    f"at epoch {entries[best]['epoch']})")
+                    f"at epoch {entries[best]['epoch']}, stage {stage - 1}'s best {before:.1%})")
     if e["epoch"] >= n_epochs:
         unformed = stage == 0 and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
+        below = 0 < stage < args.max_stage and args.patience and e.get("valid_acc", 1) < max(
+            (h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "
-                                       f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else "")
+                                       f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else
+                                       "; WARNING: below the stage before's best accuracy" if below else "")
     return None
 
 
@@ -845,7 +851,7 @@ def train_stage(run, stage, end):
             entry.update(validate(run.model, run.splits["valid"][:args.eval_n], run.enc, run.sp, args, stage, run.lookup))
             entry["seconds"] = time.time() - t_epoch
             run.history.append(entry)
-            why = end([h for h in run.history if h["stage"] == stage], stage, n_epochs, args, run.lookup)
+            why = end(run.history, stage, n_epochs, args, run.lookup)
             done = why is not None
             if done:
                 entry["end"] = why
@@ -871,10 +877,10 @@ def icot_epoch(args, stage, epoch, steps, longest):
     return renew, {"removed": coconut.icot_removed((epoch + 1) * steps - 1, steps, args.icot_delta)}
 
 
-def pretraining_end(entries, stage, n_epochs, args, lookup):
+def pretraining_end(history, stage, n_epochs, args, lookup):
     """Why the pretraining ends after its latest epoch: the lookup has formed (--pretrain-until),
     or its epochs are done; None to go on."""
-    e = entries[-1]
+    e = history[-1]
     if args.pretrain_until is not None and e.get("lookup_child", 0) >= args.pretrain_until:
         return f"the lookup has formed (child {e['lookup_child']:.1%})"
     return f"{n_epochs} epochs" if e["epoch"] >= n_epochs else None

@@ -728,16 +728,24 @@ def test_the_default_is_the_laptop_recipe():
 def test_stage_end_says_why():
     """Stage 0 ends once its written steps go along shortest paths (--until on the path
     metric), and warns when its cap comes first; a middle stage ends after --patience epochs
-    without a new best validation accuracy; the last stage runs its count."""
+    without a new best validation accuracy, once its best reaches the stage before's best
+    (else it trains to its cap, and warns); the last stage runs its count."""
     args = train.parse_args(["--dataset", "prosqa-small", "--until", "0.8", "--patience", "2"])
-    end = lambda rows, stage, n: train.stage_end([{"epoch": i + 1, **r} for i, r in enumerate(rows)], stage, n, args, True)  # noqa: E731
+
+    def end(rows, stage, n, before=()):  # before: the stage before's validation accuracies
+        history = [{"stage": stage - 1, "epoch": i + 1, "valid_acc": a} for i, a in enumerate(before)]
+        return train.stage_end(history + [{"stage": stage, "epoch": i + 1, **r} for i, r in enumerate(rows)], stage, n,
+                               args, True)
     assert end([{"lookup_path": 0.79}], 0, 40) is None
     assert end([{"lookup_path": 0.8}], 0, 40) == "the written steps follow shortest paths (path 80.0% >= 80%)"
     assert end([{"lookup_path": 0.5}] * 3, 0, 3).startswith("3 epochs; WARNING: the written steps have not formed "
                                                             "(path 50.0% < 80%)")
     accs = [{"valid_acc": a} for a in (0.5, 0.6, 0.6, 0.55)]
     assert [end(accs[:n], 1, 8) for n in (1, 2, 3)] == [None] * 3
-    assert end(accs, 1, 8) == "validation accuracy has not risen for 2 epochs (best 60.0% at epoch 2)"
+    assert end(accs, 1, 8) == "validation accuracy has not risen for 2 epochs (best 60.0% at epoch 2, stage 0's best 0.0%)"
+    assert end(accs, 1, 8, before=(0.5, 0.6)).startswith("validation accuracy has not risen for 2 epochs")
+    assert end(accs, 1, 8, before=(0.7, 0.65)) is None  # below what the written step did: not formed yet
+    assert end(accs, 1, 4, before=(0.7,)) == "4 epochs; WARNING: below the stage before's best accuracy"
     assert end(accs, 3, 60) is None and end(accs, 3, 4) == "4 epochs"
 
 
@@ -758,7 +766,8 @@ def test_gated_stages_end_on_their_metric_and_resume_exactly(prosqa_dir, tmp_pat
     history = run(prosqa_dir, tmp_path / "full", *flags, "--stage", "0..1")
     assert [(h["stage"], h["epoch"]) for h in history] == [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3), (1, 4)]
     assert history[1]["end"] == "the written steps follow shortest paths (path 90.0% >= 80%)"
-    assert history[-1]["end"] == "validation accuracy has not risen for 2 epochs (best 50.0% at epoch 2)"
+    assert history[-1]["end"] == ("validation accuracy has not risen for 2 epochs (best 50.0% at epoch 2, stage 0's "
+                                  "best 0.0%)")
     assert "stage 1 ends: validation accuracy has not risen" in capsys.readouterr().out
     seen.update({0: 0, 1: 0})
     run(prosqa_dir, tmp_path / "part", *flags, "--stage", "0")

@@ -235,6 +235,12 @@ def check_args(args):
             raise ValueError(f"{flag(k)} {getattr(args, k)}: must be in {want}")
     if args.n_embd % args.n_head:
         raise ValueError(f"--n-head {args.n_head}: must divide --n-embd {args.n_embd}")
+    if args.block_size > 65536:
+        raise ValueError(f"--block-size {args.block_size}: at most 65536 positions")
+    params = 12 * args.n_layer * args.n_embd ** 2 + (50304 + args.block_size) * args.n_embd  # GPT-2's vocabulary at most
+    if 16 * params > memory_bytes():  # fp32 weights, gradients and AdamW's two moments
+        raise ValueError(f"--n-layer {args.n_layer} --n-embd {args.n_embd}: about {params / 1e9:.1f}B parameters need "
+                         f"{16 * params / 2**30:.0f} GiB to train, more than this machine's {memory_bytes() / 2**30:.0f} GiB")
     if args.pos_emb == "rope" and args.n_embd // args.n_head % 2:
         raise ValueError(f"--n-head {args.n_head}: rotary positions need an even head size, not {args.n_embd // args.n_head}")
     pick_device(args.device)
@@ -315,14 +321,31 @@ def load_data(args, enc=None):
 
 
 def check_context(args, splits, source="--block-size"):
-    """Every example, with the most thoughts and markers a stage adds, fits the context."""
+    """Every example, with the most thoughts and markers a stage adds, fits the context; and a
+    training batch of the longest examples fits this machine's memory."""
     longest = args.max_stage * args.c_thought + 2  # thoughts and markers at the widest
+    most = 0
     for split, pairs in splits.items():
         for i, (_, ex) in enumerate(pairs):
             n = len(ex["question"]) + sum(map(len, ex["steps"])) + len(ex["answer"]) + longest
             if n > args.block_size:
                 raise data.DataError(f"{os.path.join(args.data_dir, f'{args.dataset}_{split}.json')}: record {i}: "
                                      f"{n} tokens exceed the model's context of {args.block_size} ({source})")
+            most = max(most, n)
+    rows = min(args.batch_size, len(splits["train"]))
+    need = rows * most * (24 * args.n_layer + 2) * args.n_embd * 4  # activations kept for the backward pass, fp32
+    if need > memory_bytes() // 2:
+        raise ValueError(f"--batch-size {args.batch_size}: a batch of {rows} examples of up to {most} tokens needs about "
+                         f"{need / 2**30:.0f} GiB of activations at --n-embd {args.n_embd} and --n-layer {args.n_layer}, "
+                         f"more than half of this machine's {memory_bytes() / 2**30:.0f} GiB")
+
+
+def memory_bytes():
+    """This machine's memory (what a run's model and batches must fit in)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: assume a laptop's 16 GiB
+        return 16 * 2**30
 
 
 def check_graphs(args, splits, enc, pretraining):

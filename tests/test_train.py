@@ -362,6 +362,8 @@ BAD_FLAGS = [
     (["--until", "0"], "--until 0.0: must be in (0, 1]"),
     (["--patience", "-1"], "--patience -1: must not be negative"),
     (["--pretrained", "x.pt", "--resume"], "--pretrained x.pt: starts a new run, --resume goes on with"),
+    (["--n-layer", "10000000"], "--n-layer 10000000 --n-embd 32: about 122.9B parameters need 1831 GiB to train, more than"),
+    (["--block-size", "1000000000"], "--block-size 1000000000: at most 65536 positions"),
     (["--method", "icot", "--icot-lambda", "-1"], "--icot-lambda -1.0: must not be negative"),
     (["--out", "FILE"], "is a file, not a folder"),
     (["--out", "FILE/run"], "is a file, not a folder"),
@@ -859,3 +861,20 @@ def test_pretraining_checks_its_records_and_length_first(prosqa_dir, tmp_path, o
     torch.save(ckpt, tmp_path / "pre" / "latest.pt")
     one_line_error(train.main, [*base[:-1], str(tmp_path / "pre"), "--pretrain-epochs", "1", "--resume"],
                    "--pretrain-epochs 1: the pretraining has done 2 epochs; resume it with at least 2")
+
+
+def test_a_batch_past_the_machines_memory_is_refused(monkeypatch):
+    """A training batch whose activations would not fit in half of the machine's memory is one
+    line naming --batch-size, before any model or batch is built (capped by the examples an
+    epoch has: a batch is never larger than the split)."""
+    from types import SimpleNamespace
+    monkeypatch.setattr(train, "memory_bytes", lambda: 2**30)
+    ex = {"question": [1] * 90, "steps": [[2]] * 3, "answer": [3, 4]}
+    splits = {"train": [(None, ex)] * 5000, "valid": [(None, ex)]}
+    args = SimpleNamespace(max_stage=3, c_thought=1, block_size=512, batch_size=128, n_layer=2, n_embd=128,
+                           data_dir="d", dataset="x")
+    train.check_context(args, splits)  # 128 rows of 100 tokens: about 0.3 GiB
+    args.batch_size = 10**8  # 5000 rows: about 12 GiB
+    with pytest.raises(ValueError, match=r"^--batch-size 100000000: a batch of 5000 examples of up to 100 tokens needs "
+                                         r"about 12 GiB of activations .* more than half of this machine's 1 GiB"):
+        train.check_context(args, splits)

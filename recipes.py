@@ -14,9 +14,11 @@ notebook (EXPERIMENTS.md) has the runs that chose each value.
 # 124M, AdamW 1e-4, weight decay 0.01, effective batch 128, fp32, fixed stage lengths: 5 epochs
 # a stage and the last stage until epoch 50 (6 * 5 + 20), the optimizer reset at each stage.
 PAPER = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2", pos_emb="learned", render="text",
-             lr=1e-4, weight_decay=0.01, beta2=0.999, schedule="constant", warmup=0, batch_size=32, grad_accum=4, train_frac=1.0,
-             stage0_epochs=None, epochs_per_stage=5, final_epochs=20, reset_optimizer=True, markers=True,
-             shuffle_facts=False, mix_prob=0.0, rename="off", pretrain_epochs=0, until=None, patience=0)
+             lr=1e-4, weight_decay=0.01, beta2=0.999, schedule="constant", warmup=0, grad_clip=1.0, batch_size=32,
+             grad_accum=4, train_frac=1.0, stage0_epochs=None, epochs_per_stage=5, final_epochs=20,
+             reset_optimizer=True, markers=True, pad_latent_to_max=True, shuffle_facts=False, mix_prob=0.0,
+             rename="off", until=None, patience=0, pretrain_epochs=0, pretrain_queries=8, pretrain_facts=None,
+             pretrain_people=None, pretrain_lm=False, pretrain_until=None, icot_delta=8.0, icot_lambda=4.0)
 
 # A small transformer from scratch on the word-level vocabulary (every ProsQA concept one
 # token), with the paper's curriculum otherwise: the CPU default for the paper-size sets,
@@ -50,6 +52,57 @@ PRESETS = {"small": SMALL, "gpt2": PAPER, "gpt2-scratch": {**PAPER, "tokenizer":
 # The laptop-scale generated sets run the laptop recipe on the small model (`--model small`,
 # the default); its curriculum is as deep as their questions.
 DATASETS = {"prosqa-small": {**LAPTOP, "max_stage": 3}, "prosqa-tiny": {**LAPTOP, "max_stage": 2}}
+
+
+# The settings a recipe holds that have no flag of their own: `train.py --set KEY=VALUE`
+# changes one. (type or choices, what it does)
+SETTINGS = {
+    "block_size": (int, "the model's context in tokens"),
+    "tokenizer": (("words", "gpt2"), "the word-level vocabulary (from scratch) or GPT-2's BPE"),
+    "pos_emb": (("learned", "rope"), "positions: learned absolute (GPT-2's) or rotary (relative; from scratch only)"),
+    "weight_decay": (float, "AdamW weight decay on matrices"),
+    "beta2": (float, "AdamW's second-moment decay (the paper: PyTorch's default 0.999)"),
+    "warmup": (int, "optimizer steps of linear learning-rate warm-up at the start of each stage"),
+    "schedule": (("constant", "cosine"), "learning rate within a stage: constant, or cosine decay to 10%"),
+    "grad_clip": (float, "clip the gradient norm (0: off)"),
+    "train_frac": (float, "the share of the training split one epoch uses (a fresh random subset each epoch)"),
+    "pad_latent_to_max": (bool, "every example gets the stage's full thought count (the paper's ProsQA setting); "
+                                "false caps it at the example's number of steps (GSM8k)"),
+    "shuffle_facts": (bool, "ProsQA: every epoch, state each question's facts in a new order and redraw the two "
+                            "candidates' order (Zhu et al.)"),
+    "pretrain_queries": (int, "lookup queries per graph in the pretraining"),
+    "pretrain_facts": (int, "a pretraining sequence states between this many and all of its graph's facts "
+                            "(shorter contexts; none: all)"),
+    "pretrain_people": (float, "this share of the pretraining's queries asks about a person (none: every name "
+                               "with a child alike)"),
+    "pretrain_lm": (bool, "the pretraining's loss also covers every token of the facts"),
+    "pretrain_until": (float, "the pretraining ends after the first epoch whose lookup metric (a child of the "
+                              "person asked about, on validation) reaches this fraction (none: its epoch count)"),
+    "icot_delta": (float, "--method icot: written-chain tokens removed per epoch (Deng et al.: 8)"),
+    "icot_lambda": (float, "--method icot: removal smoothing, o more tokens with probability ~ exp(-lambda o) "
+                           "(theirs: 4; inf: off)"),
+}
+
+
+def setting(key, text):
+    """The value of `--set key=text`, by the setting's type; ValueError naming it otherwise."""
+    if key not in SETTINGS:
+        raise ValueError(f"--set {key}={text}: no such setting; --set takes {', '.join(sorted(SETTINGS))}")
+    kind = SETTINGS[key][0]
+    if text.lower() == "none" and key in ("pretrain_facts", "pretrain_people", "pretrain_until"):
+        return None
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"--set {key}={text}: expected true or false")
+        return text.lower() == "true"
+    if isinstance(kind, tuple):
+        if text not in kind:
+            raise ValueError(f"--set {key}={text}: expected one of {', '.join(kind)}")
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"--set {key}={text}: expected {'an integer' if kind is int else 'a number'}") from None
 
 
 def recipe(model, dataset):

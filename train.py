@@ -36,7 +36,7 @@ from files import check_checkpoint_zip, write_json
 from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, set_threads
 import prosqa
 from prosqa_gen import GENERATED
-from recipes import PRESETS, recipe
+from recipes import PRESETS, SETTINGS, recipe, setting
 
 PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
 
@@ -49,7 +49,7 @@ CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on a CPU the small mod
 # An exact resume (the weights of an uninterrupted run) also needs every flag that changes the
 # training numbers or data to match the checkpoint's (RESUME_FIXED). The rest only say where
 # and how fast the run goes, what is scored, and which stages run (RESUME_FREE); the model's
-# shape and context come from the checkpoint, so --block-size and --init are ignored there.
+# shape and context come from the checkpoint, so block_size and --init are ignored there.
 SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb",
               "render", "markers")
 RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
@@ -102,22 +102,15 @@ def parse_args(argv=None):
                    help="preset (recipes.py): small (from scratch, CPU; the laptop recipe on prosqa-small and "
                         "prosqa-tiny), gpt2 (pretrained 124M, the paper), gpt2-scratch, zhu (2 layers, width 768)")
     p.add_argument("--init", default=None, help="GPT-2 weights file (model.safetensors) to start from instead of downloading 'gpt2'")
-    for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage", "final_epochs", "warmup"):
+    for name in ("n_layer", "n_head", "n_embd", "batch_size", "grad_accum", "epochs_per_stage", "final_epochs"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"override the preset's {name}")
-    p.add_argument("--tokenizer", choices=("words", "gpt2"), default=None, help="override the preset's tokenizer")
-    p.add_argument("--pos-emb", choices=("learned", "rope"), default=None,
-                   help="positions: learned absolute (GPT-2's) or rotary (relative; from scratch only)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (preset's if not given)")
-    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay on matrices")
-    p.add_argument("--beta2", type=float, default=None, help="AdamW's second-moment decay (the paper: PyTorch's default 0.999)")
-    p.add_argument("--schedule", choices=("constant", "cosine"), default=None, help="learning-rate schedule within a stage")
-    p.add_argument("--train-frac", type=float, default=None, help="fraction of the training split one epoch uses (a fresh random subset each epoch)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting of the recipe, by its name in recipes.py (SETTINGS lists them with what "
+                        "each does): --set beta2=0.99 --set shuffle_facts=false; may be given again")
     p.add_argument("--c-thought", type=int, default=1, help="continuous thoughts per removed reasoning step (paper: 1 for ProsQA/ProntoQA, 2 for GSM8k)")
     p.add_argument("--max-stage", type=int, default=None, help="last curriculum stage with new thoughts (paper: 6 for ProsQA/ProntoQA, "
                    "3 for GSM8k; default 6, or the dataset recipe's)")
-    p.add_argument("--pad-latent-to-max", action=argparse.BooleanOptionalAction, default=True,
-                   help="every example gets the stage's full thought count (the paper's ProsQA setting); "
-                        "--no-pad-latent-to-max caps it at the example's number of steps")
     p.add_argument("--markers", action=argparse.BooleanOptionalAction, default=None,
                    help="<bot> ... <eot> around the thoughts (the paper); --no-markers leaves them out (Zhu et al. "
                         "2025): the first thought is then the hidden state that predicted the first step at stage 0")
@@ -136,9 +129,6 @@ def parse_args(argv=None):
                         "validation accuracy (its epoch count is then a cap); 0: fixed counts, as the paper")
     p.add_argument("--reset-optimizer", action=argparse.BooleanOptionalAction, default=None,
                    help="a fresh AdamW at every stage (the paper); --no-reset-optimizer keeps its moments (Zhu et al.)")
-    p.add_argument("--shuffle-facts", action=argparse.BooleanOptionalAction, default=None,
-                   help="ProsQA augmentation: every epoch, state each question's facts in a new order and redraw "
-                        "the two candidates' order (Zhu et al.)")
     p.add_argument("--rename", choices=("off", "last", "all"), default=None,
                    help="ProsQA augmentation: every epoch, give each question's people and concepts fresh names "
                         "(drawn from those of the training split), so that no training question can be learned "
@@ -148,7 +138,7 @@ def parse_args(argv=None):
                         "'u v |', the question '[Q] a b [R] person', each step one name; Zhu et al. 2025)")
     p.add_argument("--pretrain-epochs", type=int, default=None,
                    help="from scratch: epochs of lookup pretraining before stage 0 (each training graph's facts, then "
-                        "--pretrain-queries queries 'x -> a child of x'), the counterpart of starting from a pretrained "
+                        "pretrain_queries queries 'x -> a child of x'), the counterpart of starting from a pretrained "
                         "GPT-2 that can already look things up in its context; 0 = none (the paper). A finished "
                         "pretraining of the same flags in a sibling run folder is found and reused. A run still in its "
                         "pretraining may --resume with another count (at least the epochs done: as many ends it there)")
@@ -156,27 +146,6 @@ def parse_args(argv=None):
                    help="start stage 0 from another run's pretrain.pt (any method, the same model and data), so that "
                         "every method starts from one pretraining; with the same flags the run equals one that "
                         "pretrained itself")
-    p.add_argument("--pretrain-queries", type=int, default=8, help="lookup queries per graph in the pretraining")
-    p.add_argument("--pretrain-facts", type=int, default=None,
-                   help="a pretraining sequence states between this many and all of its graph's facts (drawn at "
-                        "random, in order), with the queries on those: shorter contexts to learn the lookup in "
-                        "(default: all)")
-    p.add_argument("--pretrain-people", type=float, default=None,
-                   help="this share of the pretraining's queries asks about a person (a name that is nobody's child, "
-                        "like the one each question asks about), the rest about concepts (default: every name with a "
-                        "child alike, which on prosqa-small asks about a person 1 time in 4)")
-    p.add_argument("--pretrain-lm", action="store_true",
-                   help="the pretraining's loss also covers every token of the facts (a language-model loss on the "
-                        "question's own text), not only the queries' answers")
-    p.add_argument("--pretrain-until", type=float, default=None,
-                   help="end the pretraining early, after the first epoch whose lookup metric (a child of the person "
-                        "named after the question, on validation) reaches this fraction")
-    p.add_argument("--icot-delta", type=float, default=8.0,
-                   help="--method icot: written-chain tokens removed per epoch (Deng et al.'s delta, 8 in all their runs)")
-    p.add_argument("--icot-lambda", type=float, default=4.0,
-                   help="--method icot: removal smoothing, now and then a few more tokens removed, o with probability "
-                        "proportional to exp(-lambda o) (theirs: 4); inf turns it off")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0 = off)")
     p.add_argument("--eval-n", type=int, default=None, help="validation examples scored after each epoch (default: the whole split)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="generation limit when scoring (default: the "
                    "official code's, 64 on GSM8k and 128 elsewhere: a ProntoQA chain of thought with its answer is "
@@ -192,8 +161,15 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
         args.max_stage = 0
-    for k, v in recipe(args.model, args.dataset).items():  # a flag given wins over the recipe
-        if getattr(args, k, None) is None:
+    given = {}
+    for item in args.set:  # --set KEY=VALUE: a setting without a flag of its own
+        key, eq, text = item.partition("=")
+        if not eq:
+            raise ValueError(f"--set {item}: expected KEY=VALUE")
+        given[key] = setting(key, text)
+    del args.set
+    for k, v in {**recipe(args.model, args.dataset), **given}.items():  # what is given wins over the recipe
+        if getattr(args, k, None) is None or k in given:
             setattr(args, k, v)
     args.stage = args.stage or f"0..{args.max_stage}"
     if args.max_new_tokens is None:
@@ -210,21 +186,26 @@ def parse_args(argv=None):
     return args
 
 
+def said(key, value):
+    """How a setting is given on the command line: `--key value`, or `--set key=value` for the
+    recipe's settings without a flag (recipes.SETTINGS)."""
+    return f"--set {key}={value}" if key in SETTINGS else f"--{key.replace('_', '-')} {value}"
+
+
 def check_args(args):
     """Refuse, before any work and in one line naming the flag, a value that would crash
     later, silently train nothing, or fail only after an epoch."""
-    flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
-    for k, v in vars(args).items():  # nan passes every comparison below; inf only --icot-lambda may be
+    for k, v in vars(args).items():  # nan passes every comparison below; inf only icot_lambda may be
         if isinstance(v, float) and not (math.isfinite(v) or (k == "icot_lambda" and v == math.inf)):
-            raise ValueError(f"{flag(k)} {v}: must be a finite number")
+            raise ValueError(f"{said(k, v)}: must be a finite number")
     for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "epochs_per_stage",
               "final_epochs", "stage0_epochs", "c_thought", "eval_n", "max_new_tokens", "threads", "pretrain_queries",
               "pretrain_facts"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
-            raise ValueError(f"{flag(k)} {getattr(args, k)}: must be at least 1")
+            raise ValueError(f"{said(k, getattr(args, k))}: must be at least 1")
     for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs", "icot_lambda", "patience"):
         if getattr(args, k) < 0:
-            raise ValueError(f"{flag(k)} {getattr(args, k)}: must not be negative")
+            raise ValueError(f"{said(k, getattr(args, k))}: must not be negative")
     for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"),
                         ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"), ("beta2", 0 <= args.beta2 < 1, "[0, 1)"),
                         ("pretrain_until", args.pretrain_until is None or 0 < args.pretrain_until <= 1, "(0, 1]"),
@@ -232,11 +213,11 @@ def check_args(args):
                         ("pretrain_people", args.pretrain_people is None or 0 <= args.pretrain_people <= 1, "[0, 1]"),
                         ("icot_delta", 0.01 <= args.icot_delta <= 1e4, "[0.01, 10000]")):
         if not ok:
-            raise ValueError(f"{flag(k)} {getattr(args, k)}: must be in {want}")
+            raise ValueError(f"{said(k, getattr(args, k))}: must be in {want}")
     if args.n_embd % args.n_head:
         raise ValueError(f"--n-head {args.n_head}: must divide --n-embd {args.n_embd}")
     if args.block_size > 65536:
-        raise ValueError(f"--block-size {args.block_size}: at most 65536 positions")
+        raise ValueError(f"--set block_size={args.block_size}: at most 65536 positions")
     params = 12 * args.n_layer * args.n_embd ** 2 + (50304 + args.block_size) * args.n_embd  # GPT-2's vocabulary at most
     if 16 * params > memory_bytes():  # fp32 weights, gradients and AdamW's two moments
         raise ValueError(f"--n-layer {args.n_layer} --n-embd {args.n_embd}: about {params / 1e9:.1f}B parameters need "
@@ -320,7 +301,7 @@ def load_data(args, enc=None):
     return enc, out
 
 
-def check_context(args, splits, source="--block-size"):
+def check_context(args, splits, source="--set block_size"):
     """Every example, with the most thoughts and markers a stage adds, fits the context; and a
     training batch of the longest examples fits this machine's memory."""
     longest = args.max_stage * args.c_thought + 2  # thoughts and markers at the widest
@@ -350,7 +331,7 @@ def memory_bytes():
 
 def check_graphs(args, splits, enc, pretraining):
     """The ProsQA-only options meet ProsQA records: --rename, and a pretraining, every record of
-    which must fit the model's context with its --pretrain-queries queries."""
+    which must fit the model's context with its pretrain_queries queries."""
     source = os.path.join(args.data_dir, f"{args.dataset}_train.json")
     records = [r for r, _ in splits["train"]]
     if args.rename != "off":
@@ -359,7 +340,7 @@ def check_graphs(args, splits, enc, pretraining):
         prosqa.need_graphs(records, source, "--pretrain-epochs")
         for i, r in enumerate(records):
             if (n := prosqa.lookup_length(enc, r, args.pretrain_queries)) > args.block_size:
-                raise data.DataError(f"{source}: record {i}: its pretraining sequence (the facts and --pretrain-queries "
+                raise data.DataError(f"{source}: record {i}: its pretraining sequence (the facts and --set pretrain_queries="
                                      f"{args.pretrain_queries} queries) can reach {n} tokens, past the model's context "
                                      f"of {args.block_size}")
 
@@ -367,7 +348,7 @@ def check_graphs(args, splits, enc, pretraining):
 def new_model(args, enc):
     if args.init or args.model == "gpt2":
         if args.tokenizer != "gpt2" or args.pos_emb != "learned":
-            raise ValueError("GPT-2 weights need --tokenizer gpt2 and --pos-emb learned")
+            raise ValueError("GPT-2 weights need --set tokenizer=gpt2 --set pos_emb=learned")
         model = GPT.from_pretrained(args.init or "gpt2")
         base = enc.n_vocab - len(data.NEW_SPECIALS)  # GPT-2's 50257 tokens
         if model.config.vocab_size != base:
@@ -403,7 +384,7 @@ def check_exact_resume(path, ckpt, args):
             raise ValueError(f"{path}: --pretrain-epochs {new}: the pretraining has done {m['epoch']} epochs; resume "
                              f"it with at least {m['epoch']} (as many ends it there)")
         if not same:
-            raise ValueError(f"{path}: --{k.replace('_', '-')} {new!r} differs from the run's {old[k]!r}; an exact "
+            raise ValueError(f"{path}: {said(k, repr(new))} differs from the run's {old[k]!r}; an exact "
                              f"resume needs the same value (to change it, start a new run with another --out)")
 
 
@@ -451,7 +432,7 @@ def renames(args, stage):
 
 def fresh(record, rng, args, pools):
     """The record as this epoch shows it: renamed (when pools are given), then its facts
-    reshuffled (--shuffle-facts); None when neither is on (the stored tokens serve)."""
+    reshuffled (shuffle_facts); None when neither is on (the stored tokens serve)."""
     if not (pools or args.shuffle_facts):
         return None
     record = prosqa.rename(record, rng, pools) if pools else record
@@ -901,7 +882,7 @@ def icot_epoch(args, stage, epoch, steps, longest):
 
 
 def pretraining_end(history, stage, n_epochs, args, lookup):
-    """Why the pretraining ends after its latest epoch: the lookup has formed (--pretrain-until),
+    """Why the pretraining ends after its latest epoch: the lookup has formed (pretrain_until),
     or its epochs are done; None to go on."""
     e = history[-1]
     if args.pretrain_until is not None and e.get("lookup_child", 0) >= args.pretrain_until:

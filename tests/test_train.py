@@ -18,7 +18,7 @@ import prosqa_gen
 import train
 from model import load_checkpoint
 
-TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--batch-size", "8", "--warmup", "2", "--epochs-per-stage", "1",
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--batch-size", "8", "--set", "warmup=2", "--epochs-per-stage", "1",
         "--eval-n", "8", "--max-new-tokens", "24", "--threads", "1"]
 
 
@@ -222,9 +222,9 @@ BAD_INPUT = [  # (flags after "--data-dir DATA --out RUN" and the tiny model's, 
     (["--stage", "3"], "stage2.pt: stage 3 starts from the end of stage 2, which is missing"),
     (["--stage", "1", "--n-embd", "64"], "checkpoint from a different run (n_embd=32"),
     (["--stage", "0"], "already holds checkpoints (latest.pt, stage0.pt)"),
-    (["--stage", "1", "--block-size", "64"], "exceed the model's context of 64"),
-    (["--stage", "1", "--pos-emb", "learned"], "checkpoint from a different run (pos_emb='rope'"),
-    (["--out", "{tmp}/z", "--init", "{tmp}/model.safetensors"], "GPT-2 weights need --tokenizer gpt2 and --pos-emb learned"),
+    (["--stage", "1", "--set", "block_size=64"], "exceed the model's context of 64"),
+    (["--stage", "1", "--set", "pos_emb=learned"], "checkpoint from a different run (pos_emb='rope'"),
+    (["--out", "{tmp}/z", "--init", "{tmp}/model.safetensors"], "GPT-2 weights need --set tokenizer=gpt2 --set pos_emb=learned"),
     (["--data-dir", "{tmp}", "--dataset", "gsm8k", "--out", "{tmp}/x"], "gsm8k_train.json"),
     (["--data-dir", "{bad_records}", "--out", "{tmp}/y"], "record 0: field 'steps'"),
 ]
@@ -270,11 +270,11 @@ def test_new_run_never_overwrites_a_run(prosqa_dir, tmp_path, one_line_error, fi
 
 
 RESUME_CHANGES = [["--seed", "1"], ["--lr", "1e-3"], ["--batch-size", "4"], ["--grad-accum", "2"],
-                  ["--weight-decay", "0.1"], ["--beta2", "0.9"], ["--schedule", "cosine"], ["--warmup", "5"],
-                  ["--grad-clip", "0.5"], ["--train-frac", "0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
+                  ["--set", "weight_decay=0.1"], ["--set", "beta2=0.9"], ["--set", "schedule=cosine"], ["--set", "warmup=5"],
+                  ["--set", "grad_clip=0.5"], ["--set", "train_frac=0.5"], ["--mix-prob", "0.1"], ["--data-dir", "elsewhere"],
                   ["--epochs-per-stage", "3"], ["--stage0-epochs", "2"], ["--final-epochs", "2"],
-                  ["--no-reset-optimizer"], ["--shuffle-facts"], ["--no-pad-latent-to-max"], ["--dtype", "bfloat16"],
-                  ["--pretrain-epochs", "1"], ["--pretrain-queries", "2"], ["--pretrain-until", "0.5"], ["--rename", "all"],
+                  ["--no-reset-optimizer"], ["--set", "shuffle_facts=true"], ["--set", "pad_latent_to_max=false"], ["--dtype", "bfloat16"],
+                  ["--pretrain-epochs", "1"], ["--set", "pretrain_queries=2"], ["--set", "pretrain_until=0.5"], ["--rename", "all"],
                   ["--until", "0.5"], ["--patience", "1"]]
 
 
@@ -323,7 +323,7 @@ def test_resume_flag_lists_cover_every_flag(prosqa_dir, stage0_run):
     groups = [set(train.SAME_MODEL), set(train.RESUME_FIXED), set(train.RESUME_FREE)]
     assert set.union(*groups) == names and sum(map(len, groups)) == len(names)
     history = run(prosqa_dir, stage0_run, "--stage", "0", "--resume", "--device", "cpu", "--threads", "2",
-                  "--eval-n", "4", "--max-new-tokens", "8", "--block-size", "128")
+                  "--eval-n", "4", "--max-new-tokens", "8", "--set", "block_size=128")
     assert [h["stage"] for h in history] == [0]
 
 
@@ -337,8 +337,8 @@ BAD_FLAGS = [
     (["--n-head", "32"], "--n-head 32: rotary positions need an even head size, not 1"),
     (["--device", "nonsense"], "--device 'nonsense': not a device"),
     (["--threads", "-1"], "--threads -1: must be at least 1"),
-    (["--train-frac", "0"], "--train-frac 0.0: must be in (0, 1]"),
-    (["--train-frac", "1.5"], "--train-frac 1.5: must be in (0, 1]"),
+    (["--set", "train_frac=0"], "--set train_frac=0.0: must be in (0, 1]"),
+    (["--set", "train_frac=1.5"], "--set train_frac=1.5: must be in (0, 1]"),
     (["--eval-n", "0"], "--eval-n 0: must be at least 1"),
     (["--eval-n", "-3"], "--eval-n -3: must be at least 1"),
     (["--max-new-tokens", "0"], "--max-new-tokens 0: must be at least 1"),
@@ -348,23 +348,23 @@ BAD_FLAGS = [
     (["--mix-prob", "-0.1"], "--mix-prob -0.1: must be in [0, 1]"),
     (["--mix-prob", "1.5"], "--mix-prob 1.5: must be in [0, 1]"),
     (["--pretrain-epochs", "-1"], "--pretrain-epochs -1: must not be negative"),
-    (["--pretrain-queries", "0"], "--pretrain-queries 0: must be at least 1"),
-    (["--pretrain-until", "0"], "--pretrain-until 0.0: must be in (0, 1]"),
-    (["--pretrain-until", "1.5"], "--pretrain-until 1.5: must be in (0, 1]"),
-    (["--pretrain-facts", "0"], "--pretrain-facts 0: must be at least 1"),
-    (["--pretrain-people", "1.5"], "--pretrain-people 1.5: must be in [0, 1]"),
+    (["--set", "pretrain_queries=0"], "--set pretrain_queries=0: must be at least 1"),
+    (["--set", "pretrain_until=0"], "--set pretrain_until=0.0: must be in (0, 1]"),
+    (["--set", "pretrain_until=1.5"], "--set pretrain_until=1.5: must be in (0, 1]"),
+    (["--set", "pretrain_facts=0"], "--set pretrain_facts=0: must be at least 1"),
+    (["--set", "pretrain_people=1.5"], "--set pretrain_people=1.5: must be in [0, 1]"),
     (["--stage", "pre"], "--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N"),
-    (["--method", "icot", "--icot-delta", "0"], "--icot-delta 0.0: must be in [0.01, 10000]"),
-    (["--method", "icot", "--icot-delta", "1e-320"], "--icot-delta 1e-320: must be in [0.01, 10000]"),
-    (["--method", "icot", "--icot-lambda", "nan"], "--icot-lambda nan: must be a finite number"),
+    (["--method", "icot", "--set", "icot_delta=0"], "--set icot_delta=0.0: must be in [0.01, 10000]"),
+    (["--method", "icot", "--set", "icot_delta=1e-320"], "--set icot_delta=1e-320: must be in [0.01, 10000]"),
+    (["--method", "icot", "--set", "icot_lambda=nan"], "--set icot_lambda=nan: must be a finite number"),
     (["--lr", "inf"], "--lr inf: must be a finite number"),
-    (["--weight-decay", "nan"], "--weight-decay nan: must be a finite number"),
+    (["--set", "weight_decay=nan"], "--set weight_decay=nan: must be a finite number"),
     (["--until", "0"], "--until 0.0: must be in (0, 1]"),
     (["--patience", "-1"], "--patience -1: must not be negative"),
     (["--pretrained", "x.pt", "--resume"], "--pretrained x.pt: starts a new run, --resume goes on with"),
     (["--n-layer", "10000000"], "--n-layer 10000000 --n-embd 32: about 122.9B parameters need 1831 GiB to train, more than"),
-    (["--block-size", "1000000000"], "--block-size 1000000000: at most 65536 positions"),
-    (["--method", "icot", "--icot-lambda", "-1"], "--icot-lambda -1.0: must not be negative"),
+    (["--set", "block_size=1000000000"], "--set block_size=1000000000: at most 65536 positions"),
+    (["--method", "icot", "--set", "icot_lambda=-1"], "--set icot_lambda=-1.0: must not be negative"),
     (["--out", "FILE"], "is a file, not a folder"),
     (["--out", "FILE/run"], "is a file, not a folder"),
 ]
@@ -386,7 +386,7 @@ def test_bad_flags_are_refused_before_any_work(prosqa_dir, tmp_path, one_line_er
 def test_data_checked_against_the_weights_context(prosqa_dir, stage0_run, tmp_path, one_line_error, hub_layout,
                                                   write_safetensors, monkeypatch, source):
     """The model's real context comes from the weights (GPT-2's wpe rows with --init, the
-    config of the checkpoint a stage starts from), not from --block-size: data longer than
+    config of the checkpoint a stage starts from), not from block_size: data longer than
     it is one line naming the weights before training, not an assertion mid-epoch."""
     out = tmp_path / "run"
     if source == "init":  # a GPT-2-format file with a 32-position table, and a byte-level stand-in for GPT-2's BPE
@@ -411,7 +411,7 @@ def test_data_checked_against_the_weights_context(prosqa_dir, stage0_run, tmp_pa
         (out / "stage0.pt").write_bytes((stage0_run / "stage0.pt").read_bytes())
         argv = ["--data-dir", str(long), "--stage", "1"]
         message = f"tokens exceed the model's context of 512 ({out / 'stage0.pt'})"
-    one_line_error(train.main, [*TINY, "--out", str(out), "--block-size", "1000000", *argv], message)
+    one_line_error(train.main, [*TINY, "--out", str(out), "--set", "block_size=65536", *argv], message)
     assert not (out / "latest.pt").exists()
 
 
@@ -453,7 +453,7 @@ def test_learning_reaches_well_above_chance(tmp_path):
     prosqa_gen.write_splits(str(tmp_path), seed=3, n_train=48, n_valid=4, n_test=4, quiet=True)
     (tmp_path / "prosqa_test.json").write_text((tmp_path / "prosqa_train.json").read_text())
     train.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--n-embd", "64", "--batch-size", "8",
-                "--lr", "3e-3", "--schedule", "constant", "--warmup", "20", "--epochs-per-stage", "12",
+                "--lr", "3e-3", "--set", "schedule=constant", "--set", "warmup=20", "--epochs-per-stage", "12",
                 "--final-epochs", "24", "--eval-n", "4", "--stage", "0..6", "--threads", "1"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_acc"] >= 0.75
@@ -462,7 +462,7 @@ def test_learning_reaches_well_above_chance(tmp_path):
 
 # ----------------------------------------------------------------------------- the graph rendering and pretraining
 
-GRAPH = ["--render", "graph", "--pos-emb", "learned", "--shuffle-facts"]
+GRAPH = ["--render", "graph", "--set", "pos_emb=learned", "--set", "shuffle_facts=true"]
 
 
 def test_pretraining_then_curriculum_in_the_graph_rendering(prosqa_dir, tmp_path, capsys):
@@ -525,7 +525,7 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
     a, b = random.Random(1), random.Random(1)
     assert [train.fresh(r, a, plain, None) for r, _ in splits["train"]] == \
         [prosqa.reshuffle(r, b) for r, _ in splits["train"]]
-    assert train.fresh(rec, a, train.parse_args(["--no-shuffle-facts"]), None) is None
+    assert train.fresh(rec, a, train.parse_args(["--set", "shuffle_facts=false"]), None) is None
 
     renamed = run(prosqa_dir, tmp_path / "renamed", *GRAPH, "--rename", "all", "--pretrain-epochs", "1", "--stage", "0")
     same = run(prosqa_dir, tmp_path / "same", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
@@ -539,9 +539,9 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
 
 
 def test_pretrain_until_ends_the_pretraining(prosqa_dir, tmp_path):
-    """--pretrain-until stops the pretraining after the first epoch whose lookup metric
+    """--set pretrain_until=stops the pretraining after the first epoch whose lookup metric
     reaches it (any metric reaches 1e-9 ... unless it is 0: then the run pretrains on)."""
-    history = run(prosqa_dir, tmp_path / "run", *GRAPH, "--pretrain-epochs", "3", "--pretrain-until", "1e-9",
+    history = run(prosqa_dir, tmp_path / "run", *GRAPH, "--pretrain-epochs", "3", "--set", "pretrain_until=1e-9",
                   "--stage", "0")
     pre = [h for h in history if h["stage"] == -1]
     assert len(pre) == (1 if pre[0]["lookup_child"] > 0 else len(pre)) and history[-1]["stage"] == 0
@@ -580,8 +580,8 @@ def test_resume_in_the_pretraining_and_ending_it_by_hand(prosqa_dir, tmp_path, m
     assert load_checkpoint(str(tmp_path / "ended" / "run" / "pretrain.pt"))[1]["meta"]["args"]["pretrain_epochs"] == 1
 
     base = ["--data-dir", prosqa_dir, *TINY, *GRAPH, "--stage", "0", "--resume"]
-    stopped("cos", "--schedule", "cosine")
-    one_line_error(train.main, [*base, "--out", str(tmp_path / "cos" / "run"), "--schedule", "cosine", "--pretrain-epochs", "1"],
+    stopped("cos", "--set", "schedule=cosine")
+    one_line_error(train.main, [*base, "--out", str(tmp_path / "cos" / "run"), "--set", "schedule=cosine", "--pretrain-epochs", "1"],
                    "--pretrain-epochs 1 differs from the run's 2")
     stopped("fewer")
     one_line_error(train.main, [*base, "--out", str(tmp_path / "fewer" / "run"), "--pretrain-epochs", "0"],
@@ -603,8 +603,8 @@ def test_resume_grows_the_last_stage(prosqa_dir, tmp_path, one_line_error):
     assert load_checkpoint(str(tmp_path / "grow" / "latest.pt"))[1]["meta"]["args"]["final_epochs"] == 3
     base = ["--data-dir", prosqa_dir, *TINY, *flags, "--resume", "--out", str(tmp_path / "grow")]
     one_line_error(train.main, [*base, "--final-epochs", "2"], "--final-epochs 2 differs from the run's 3")  # fewer
-    run(prosqa_dir, tmp_path / "cos", *flags, "--final-epochs", "1", "--schedule", "cosine")
-    one_line_error(train.main, [*base[:-1], str(tmp_path / "cos"), "--final-epochs", "3", "--schedule", "cosine"],
+    run(prosqa_dir, tmp_path / "cos", *flags, "--final-epochs", "1", "--set", "schedule=cosine")
+    one_line_error(train.main, [*base[:-1], str(tmp_path / "cos"), "--final-epochs", "3", "--set", "schedule=cosine"],
                    "--final-epochs 3 differs from the run's 1")
     run(prosqa_dir, tmp_path / "mid", "--max-stage", "2", "--stage", "0..1", "--final-epochs", "1")
     one_line_error(train.main, ["--data-dir", prosqa_dir, *TINY, "--max-stage", "2", "--stage", "0..1", "--resume",
@@ -616,7 +616,7 @@ def test_pretrain_lm_adds_the_facts_to_the_loss(prosqa_dir, tmp_path):
     """--pretrain-lm trains the pretraining on the facts' tokens too: same data and seed, a
     different loss from the first step (the facts are harder to predict than the answers)."""
     plain = run(prosqa_dir, tmp_path / "plain", *GRAPH, "--pretrain-epochs", "1", "--stage", "0")
-    lm = run(prosqa_dir, tmp_path / "lm", *GRAPH, "--pretrain-epochs", "1", "--stage", "0", "--pretrain-lm")
+    lm = run(prosqa_dir, tmp_path / "lm", *GRAPH, "--pretrain-epochs", "1", "--stage", "0", "--set", "pretrain_lm=true")
     assert lm[0]["stage"] == plain[0]["stage"] == -1 and lm[0]["train_loss"] != plain[0]["train_loss"]
 
 
@@ -700,7 +700,7 @@ def test_icot_end_to_end(prosqa_dir, tmp_path, capsys):
     """--method icot trains one stage of --final-epochs epochs (max_stage is 0) and logs how
     many chain tokens are gone at each epoch's end: here 5 steps an epoch and more tokens an
     epoch than steps, so one a step."""
-    history = run(prosqa_dir, tmp_path / "run", "--method", "icot", "--final-epochs", "3", "--icot-delta", "40")
+    history = run(prosqa_dir, tmp_path / "run", "--method", "icot", "--final-epochs", "3", "--set", "icot_delta=40")
     assert [(h["stage"], h["epoch"], h["removed"]) for h in history] == [(0, 1, 4), (0, 2, 9), (0, 3, 14)]
     assert "chain less" in capsys.readouterr().out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -840,8 +840,8 @@ def test_pretraining_checks_its_records_and_length_first(prosqa_dir, tmp_path, o
     before any epoch: one line naming the file and record, nothing written. A pretraining
     stopped mid-way resumes with at least the epochs it did."""
     base = ["--data-dir", prosqa_dir, *TINY, *GRAPH, "--stage", "pre", "--out", str(tmp_path / "run")]
-    one_line_error(train.main, [*base, "--pretrain-epochs", "1", "--pretrain-queries", "300"],
-                   "prosqa_train.json: record 0: its pretraining sequence (the facts and --pretrain-queries 300 queries)")
+    one_line_error(train.main, [*base, "--pretrain-epochs", "1", "--set", "pretrain_queries=300"],
+                   "prosqa_train.json: record 0: its pretraining sequence (the facts and --set pretrain_queries=300 queries)")
     assert not (tmp_path / "run").exists()
     bad = tmp_path / "bad"
     shutil.copytree(prosqa_dir, bad)

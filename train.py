@@ -87,6 +87,60 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def parse_args(argv=None):
+    """The run's arguments: the flags given, over the recipe (recipes.py); with --resume, over
+    the interrupted run's own arguments, which a flag given may change only where an exact
+    resume allows it (check_exact_resume)."""
+    p = parser()
+    args = p.parse_args(argv)
+    unset, quiet = object(), parser()  # parsed again with a marker for every default: the flags on the command line
+    quiet.set_defaults(**{a.dest: unset for a in quiet._actions if a.dest not in ("help", "set")})
+    given = {k for k, v in vars(quiet.parse_args(argv)).items() if v is not unset and k != "set"}
+    settings = {}
+    for item in args.set:  # --set KEY=VALUE: a setting without a flag of its own
+        key, eq, text = item.partition("=")
+        if not eq:
+            raise ValueError(f"--set {item}: expected KEY=VALUE")
+        settings[key] = setting(key, text)
+    del args.set
+    given |= set(settings)
+    if args.resume:  # the interrupted run's arguments, where no flag is given
+        args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
+        old = run_args(os.path.join(args.out, "latest.pt")) or {}
+        for k, v in old.items():
+            if k not in given and k not in ("resume", "out", "first", "last", "pretrained"):
+                setattr(args, k, v)
+    if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
+        args.max_stage = 0
+    for k, v in {**recipe(args.model, args.dataset), **settings}.items():  # what is given wins over the recipe
+        if getattr(args, k, None) is None or k in settings:
+            setattr(args, k, v)
+    args.stage = args.stage or f"0..{args.max_stage}"
+    if args.max_new_tokens is None:
+        args.max_new_tokens = 64 if args.dataset.startswith("gsm8k") else 128
+    args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
+    args.shuffle_facts = bool(args.shuffle_facts)
+    args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
+    check_args(args)
+    args.first, args.last = parse_stages(args.stage, args.max_stage)
+    if args.pretrained and args.resume:
+        raise ValueError(f"--pretrained {args.pretrained}: starts a new run, --resume goes on with {args.out}; give one")
+    if args.last == PRETRAIN and not args.pretrain_epochs:
+        raise ValueError("--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N")
+    return args
+
+
+def run_args(path):
+    """The arguments a train.py checkpoint was saved with, read without its tensors (mmap), or
+    None where the file is missing or unreadable (the full read then says why)."""
+    try:
+        check_checkpoint_zip(path)
+        args = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["meta"]["args"]
+        return args if isinstance(args, dict) else None
+    except Exception:
+        return None
+
+
+def parser():
     p = argparse.ArgumentParser(description="Train Coconut through its curriculum. A flag without a default shown "
                                 "takes its recipe's value (recipes.py: the preset, and on prosqa-small and prosqa-tiny "
                                 "the laptop recipe).",
@@ -158,32 +212,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="run folder (default out/<dataset>-<method>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt, within the stage range given; with the "
                    "constant schedule a larger --final-epochs trains the last stage on, even a finished one")
-    args = p.parse_args(argv)
-    if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
-        args.max_stage = 0
-    given = {}
-    for item in args.set:  # --set KEY=VALUE: a setting without a flag of its own
-        key, eq, text = item.partition("=")
-        if not eq:
-            raise ValueError(f"--set {item}: expected KEY=VALUE")
-        given[key] = setting(key, text)
-    del args.set
-    for k, v in {**recipe(args.model, args.dataset), **given}.items():  # what is given wins over the recipe
-        if getattr(args, k, None) is None or k in given:
-            setattr(args, k, v)
-    args.stage = args.stage or f"0..{args.max_stage}"
-    if args.max_new_tokens is None:
-        args.max_new_tokens = 64 if args.dataset.startswith("gsm8k") else 128
-    args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
-    args.shuffle_facts = bool(args.shuffle_facts)
-    args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
-    check_args(args)
-    args.first, args.last = parse_stages(args.stage, args.max_stage)
-    if args.pretrained and args.resume:
-        raise ValueError(f"--pretrained {args.pretrained}: starts a new run, --resume goes on with {args.out}; give one")
-    if args.last == PRETRAIN and not args.pretrain_epochs:
-        raise ValueError("--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N")
-    return args
+    return p
 
 
 def said(key, value):
@@ -913,7 +942,7 @@ def format_summary(rows):
     return "\n".join(lines)
 
 
-def resume_hint(args, since, argv):
+def resume_hint(args, since):
     """Where an interrupted run can go on: latest.pt, if this run wrote it (after `since`) or
     resumed from it, and the command that does it; read without its tensors (mmap), so
     Ctrl-C answers at once."""
@@ -922,7 +951,7 @@ def resume_hint(args, since, argv):
         try:
             check_checkpoint_zip(latest)
             m = torch.load(latest, map_location="cpu", mmap=True, weights_only=True)["meta"]
-            again = shlex.join(["python", "train.py", *argv, *([] if args.resume else ["--resume"])])
+            again = shlex.join(["python", "train.py", "--out", args.out, "--resume"])  # the run's flags are in latest.pt
             return (f"resume with --resume from {latest} (saved after {stage_name(m['stage'])} epoch {m['epoch']}):\n"
                     f"  {again}")
         except Exception:  # not readable after all: say nothing about it
@@ -932,7 +961,6 @@ def resume_hint(args, since, argv):
 
 def main(argv=None):
     args, since = None, time.time()
-    argv = sys.argv[1:] if argv is None else argv
     try:
         args = parse_args(argv)
         return train(args)[1]
@@ -940,7 +968,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
     except KeyboardInterrupt:  # Ctrl-C: one line saying where the run can go on
-        print(f"\ninterrupted: {resume_hint(args, since, argv)}", file=sys.stderr)
+        print(f"\ninterrupted: {resume_hint(args, since)}", file=sys.stderr)
         raise SystemExit(130)  # 128 + SIGINT, as a shell reports it
 
 

@@ -147,7 +147,9 @@ def test_coconut_stage1_from_a_cot_stage0(prosqa_dir, tmp_path, one_line_error):
 @pytest.mark.parametrize("when", ["after the first save", "before any save"])
 def test_ctrl_c_says_where_to_resume(prosqa_dir, tmp_path, capsys, monkeypatch, when):
     """Ctrl-C during training ends with one line saying where the run can be resumed from
-    (or that nothing was saved yet) and exit code 130, not a KeyboardInterrupt traceback."""
+    (or that nothing was saved yet) and exit code 130, not a KeyboardInterrupt traceback; the
+    command it prints, `--out RUN --resume` alone, takes the run's own flags from latest.pt and
+    ends as the uninterrupted run."""
     save = train.save_checkpoint
 
     def save_then_interrupt(path, model, meta, extra=None):
@@ -173,7 +175,12 @@ def test_ctrl_c_says_where_to_resume(prosqa_dir, tmp_path, capsys, monkeypatch, 
     lines = err.strip().splitlines()
     if when == "after the first save":  # the line, then the command to paste
         assert lines[-2] == f"interrupted: resume with --resume from {out / 'latest.pt'} (saved after stage 0 epoch 1):"
-        assert lines[-1].startswith("  python train.py --data-dir ") and lines[-1].endswith(" --resume")
+        assert lines[-1] == f"  python train.py --out {out} --resume"
+        monkeypatch.undo()
+        history = train.main(["--out", str(out), "--resume"])  # that command, as printed: the run's flags come back
+        full = run(prosqa_dir, tmp_path / "full", "--stage", "0", "--epochs-per-stage", "2")
+        assert [(h["stage"], h["epoch"]) for h in history] == [(h["stage"], h["epoch"]) for h in full] == [(0, 1), (0, 2)]
+        assert_close(weights(out / "stage0.pt"), weights(tmp_path / "full" / "stage0.pt"), rtol=0, atol=0)
     else:
         assert lines[-1].startswith("interrupted: nothing was saved yet"), err
 

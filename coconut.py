@@ -419,9 +419,9 @@ def lookup_accuracy(model, examples, enc, sp, curriculum=None, batch_size=128):
     among the person's children ("guess_children"). With a curriculum, also every step of
     the written chain: teacher-forced after the question and the steps before it, is the next
     name a child of the name before ("hop"), and one that goes on along a shortest path to the
-    answer ("path", "first" for every step; picking the branch needs a look ahead, which the
-    written steps must learn before thoughts replace them). examples: (record, tokenised)
-    pairs; records without steps are skipped."""
+    answer ("path", "first" for every step, and "path_by_step", each step's own; picking the
+    branch needs a look ahead, which the written steps must learn before thoughts replace
+    them). examples: (record, tokenised) pairs; records without steps are skipped."""
     rows, hops = [], []
     for rec, ex in examples:
         g = read_graph(rec)
@@ -438,7 +438,7 @@ def lookup_accuracy(model, examples, enc, sp, curriculum=None, batch_size=128):
             prompt = base + [t for s in ex["steps"][:k] for t in s]
             if rec.get("render") != "graph":
                 prompt += enc.encode_ordinary(step.rsplit(" ", 1)[0])
-            hops.append((prompt, first(children.get(before, [])), first(g.next_on_path(before, k))))
+            hops.append((prompt, first(children.get(before, [])), first(g.next_on_path(before, k)), k))
             if k == 0:
                 names = {n for fact in g.facts for n in fact}
                 rows.append((first(good), first(kids), len(good) / len(names), len(good) / len(kids), len(hops) - 1))
@@ -456,4 +456,7 @@ def lookup_accuracy(model, examples, enc, sp, curriculum=None, batch_size=128):
     if curriculum is not None:
         out["hop"] = sum(p in h[1] for p, h in zip(pred, hops)) / len(hops)
         out["path"] = sum(p in h[2] for p, h in zip(pred, hops)) / len(hops)
+        steps = range(max(h[3] for h in hops) + 1)  # the path metric of each step on its own
+        out["path_by_step"] = [sum(p in h[2] for p, h in zip(pred, hops) if h[3] == k) / sum(h[3] == k for h in hops)
+                               for k in steps]
     return out

@@ -740,6 +740,8 @@ def epoch_line(e, n_epochs):
                  f" / {e['lookup_guess_children']:.0%})")
     if "lookup_hop" in e:
         line += f", steps: hop {e['lookup_hop']:.1%} path {e['lookup_path']:.1%}"
+        if "lookup_path_by_step" in e:
+            line += f" ({' / '.join(f'{x:.0%}' for x in e['lookup_path_by_step'])} by step)"
     return line + f", {e['tokens_per_s']:.0f} tok/s, {e['seconds']:.0f}s"
 
 

@@ -329,3 +329,32 @@ def test_lookup_accuracy_counts(prosqa_record, render, monkeypatch):
     assert res == pytest.approx({"first": 1 / 3, "child": 2 / 3, "guess_names": 1 / 6, "guess_children": 1 / 2, "n": 3})
     tail = "Tom is a" if render == "text" else "[R] Tom"
     assert all(enc.decode(p).endswith(tail) and p[:len(ex["question"])] == ex["question"] for p in seen)
+
+
+@pytest.mark.parametrize("render", ["text", "graph"])
+def test_lookup_accuracy_reads_every_written_step(prosqa_record, render, monkeypatch):
+    """With a curriculum, lookup_accuracy also asks for each later step after the steps before
+    it (teacher-forced) and scores it: a child of the name before (hop), one that goes on along
+    a shortest path to the answer (path), and the path of each step on its own. Tom -> wumpus ->
+    yumpus is the path; rompus is Tom's dead end; zumpus is nobody's child of wumpus."""
+    import data
+    rec = prosqa.render([prosqa_record], render, "x")[0]
+    enc = data.get_encoding("words", [rec])
+    sp = data.special_ids(enc)
+    ex = data.tokenize(enc, rec)
+    said = [" wumpus", " yumpus", " rompus", " zumpus"]  # question 1: both steps right; question 2: both wrong
+    seen = []
+
+    def fake_probs(model, prompts, sp):
+        out = torch.zeros(len(prompts), enc.n_vocab)
+        for i, p in enumerate(prompts):
+            out[i, enc.encode_ordinary(said[len(seen) + i])[0]] = 1
+        seen.extend(prompts)
+        return out
+
+    monkeypatch.setattr(coconut, "next_token_probs", fake_probs)
+    res = coconut.lookup_accuracy(torch.nn.Linear(1, 1), [(rec, ex)] * 2, enc, sp, Curriculum("cot"))
+    assert res == pytest.approx({"first": 1 / 2, "child": 1, "guess_names": 1 / 6, "guess_children": 1 / 2, "n": 2,
+                                 "hop": 3 / 4, "path": 2 / 4, "path_by_step": [1 / 2, 1 / 2]})
+    assert seen[1][:len(ex["question"]) + len(ex["steps"][0])] == ex["question"] + ex["steps"][0]
+    assert enc.decode(seen[1]).endswith("Every wumpus is a" if render == "text" else "wumpus")

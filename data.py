@@ -71,9 +71,15 @@ def load_split(dataset: str, split: str, data_dir: str = "data") -> list[dict]:
     return records
 
 
+MAX_TEXT = 2**30  # a split file larger than this is refused before it is read (its parse would take many GB)
+
+
 def read_text(path: str) -> str:
     """The text of a UTF-8 file, or one DataError line naming it."""
     try:
+        if os.path.getsize(path) > MAX_TEXT:
+            raise DataError(f"{path}: {os.path.getsize(path) / 2**30:.1f} GiB, larger than the {MAX_TEXT // 2**30} GiB "
+                            f"a dataset file may be")
         with open(path, encoding="utf-8") as f:
             return f.read()
     except UnicodeDecodeError as e:

@@ -2,18 +2,20 @@
 Train a language model to reason with continuous thoughts (Coconut, Hao et al. 2024,
 arXiv 2412.06769), stage by stage through the paper's curriculum.
 
-    python train.py --dataset prosqa-small              # laptop scale: stages 0..3, the dataset's recipe
+    python train.py --dataset prosqa-small              # the laptop recipe (recipes.py): pretraining, stages 0..3
+    python train.py --dataset prosqa-small --method cot # a baseline, from the same pretraining (found, not redone)
     python train.py --dataset prosqa --stage 0..6       # the whole curriculum (CPU default)
     python train.py --dataset prosqa --stage 3          # one stage, from the saved end of stage 2
-    python train.py --dataset prosqa --stage 0..6 --resume   # continue an interrupted run
+    python train.py --out out/prosqa-coconut --resume   # continue an interrupted run, with its own flags
     python train.py --dataset prosqa --stage 0..6 --model gpt2 --device cuda   # paper recipe
     torchrun --nproc_per_node 4 train.py --model gpt2 ...     # DDP, same effective batch
 
 Stage 0 is plain chain of thought; stage s replaces the first s steps by s*c thoughts.
 Each stage starts a fresh optimizer (the paper resets it; --no-reset-optimizer keeps it),
-ends with a checkpoint `<out>/stage<s>.pt`, and `<out>/latest.pt` is rewritten after every
-epoch for --resume. train() below reads top to bottom: where to start, the data and model,
-then the stages and their epochs.
+ends when its skill has formed or at its epoch count (stage_end), with a checkpoint
+`<out>/stage<s>.pt`; `<out>/latest.pt` is rewritten after every epoch for --resume. Read
+train() first: setup, the pretraining if the run has one, each stage through train_stage,
+then the test score.
 """
 
 import argparse

@@ -488,3 +488,13 @@ def test_words_state_with_another_pattern_is_refused(pattern):
     every except clause)."""
     with pytest.raises(ValueError, match=r"^ckpt\.pt: bad 'words' tokenizer: its pattern "):
         data.encoding_from_state({"name": "words", "pieces": [" ab"], "pattern": pattern}, "ckpt.pt")
+
+
+def test_a_huge_split_file_is_refused_before_it_is_read(tmp_path):
+    """A split file past data.MAX_TEXT is one DataError naming it, before a byte is read (a
+    sparse file: no disk is used)."""
+    path = tmp_path / "prosqa_train.json"
+    with open(path, "wb") as f:
+        f.truncate(data.MAX_TEXT + 1)
+    with pytest.raises(data.DataError, match=r"prosqa_train\.json: 1\.0 GiB, larger than the 1 GiB a dataset file may be"):
+        data.read_text(str(path))

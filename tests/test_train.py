@@ -559,7 +559,7 @@ def test_pretrain_until_ends_the_pretraining(prosqa_dir, tmp_path):
     assert len(pre) == (1 if pre[0]["lookup_child"] > 0 else len(pre)) and history[-1]["stage"] == 0
 
 
-def test_resume_in_the_pretraining_and_ending_it_by_hand(prosqa_dir, tmp_path, monkeypatch, one_line_error):
+def test_resume_in_the_pretraining_and_ending_it_by_hand(prosqa_dir, tmp_path, monkeypatch, one_line_error, capsys):
     """A run stopped in its pretraining resumes there (stage range 0..b) and ends with the
     weights of an uninterrupted run; with a constant schedule it may resume with another
     --pretrain-epochs, at least the epochs done: as many as done ends the pretraining at
@@ -581,6 +581,7 @@ def test_resume_in_the_pretraining_and_ending_it_by_hand(prosqa_dir, tmp_path, m
             run(prosqa_dir, tmp_path / name / "run", *GRAPH, "--pretrain-epochs", "2", "--stage", "0", *extra)
         monkeypatch.undo()
         assert not (tmp_path / name / "run" / "pretrain.pt").exists()
+        assert "(saved after pretrain epoch 1):" in capsys.readouterr().err  # the pretraining named, not "stage -1"
 
     for name, count in (("again", 2), ("ended", 1)):
         stopped(name)

@@ -313,10 +313,10 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
     @classmethod
-    def from_pretrained(cls, name_or_path, cache_dir=None, n_head=None):
+    def from_pretrained(cls, name_or_path):
         """GPT-2 from its released `model.safetensors`: a hub name (gpt2, gpt2-medium, gpt2-large,
         gpt2-xl; downloaded once) or a local file. load_gpt2, below, does the reading."""
-        return load_gpt2(name_or_path, cache_dir, n_head)
+        return load_gpt2(name_or_path)
 
 
 # ============================================================================= files
@@ -337,13 +337,13 @@ def is_mask_buffer(name):
     return name.endswith((".attn.bias", ".attn.masked_bias"))
 
 
-def load_gpt2(name_or_path, cache_dir=None, n_head=None):
+def load_gpt2(name_or_path):
     """A GPT built from a released GPT-2 `model.safetensors` (a local file, or a hub name,
     downloaded once). The config is read from the tensor shapes; only the head count is
-    invisible in them, so it comes from `n_head`, a `config.json` beside the file, or
-    GPT-2's head size of 64. Every size is read from an untrusted file, so the tensors are
+    invisible in them, so it comes from a `config.json` beside the file, or GPT-2's head
+    size of 64. Every size is read from an untrusted file, so the tensors are
     checked against each other (check_state) before a model of that size is built."""
-    path = name_or_path if os.path.exists(name_or_path) else download_gpt2(name_or_path, cache_dir)
+    path = name_or_path if os.path.exists(name_or_path) else download_gpt2(name_or_path)
     sd = {k.removeprefix("transformer."): v for k, v in read_safetensors(path).items()
           if not is_mask_buffer(k) and k != "lm_head.weight"}  # the LM head is tied to wte
     for key in ("wte.weight", "wpe.weight", "h.0.attn.c_attn.weight"):
@@ -364,8 +364,7 @@ def load_gpt2(name_or_path, cache_dir=None, n_head=None):
         raise ValueError(f"{path}: wte.weight {tuple(wte.shape)} and wpe.weight {tuple(wpe.shape)} must be "
                          f"(vocabulary, width) and (context, width) tables of the same width")
     (vocab, C), cfg_json = wte.shape, os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
-    if n_head is None and os.path.exists(cfg_json):
-        n_head = config_n_head(cfg_json)
+    n_head = config_n_head(cfg_json) if os.path.exists(cfg_json) else None
     try:
         config = GPTConfig(block_size=wpe.shape[0], vocab_size=vocab, n_layer=n_layer,
                            n_head=n_head or max(1, C // 64), n_embd=C)  # every released GPT-2 has head size 64
@@ -495,12 +494,11 @@ def read_safetensors(path):
     return out
 
 
-def download_gpt2(name, cache_dir=None):
+def download_gpt2(name):
     """The path of <name>/model.safetensors, downloaded from the Hugging Face hub the first time."""
     if name not in GPT2_NAMES:
         raise ValueError(f"{name}: not a file, and not one of the GPT-2 names {list(GPT2_NAMES)}")
-    path = os.path.join(cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "nanococonut"),
-                        name, "model.safetensors")
+    path = os.path.join(os.path.expanduser("~"), ".cache", "nanococonut", name, "model.safetensors")
     download(f"https://huggingface.co/{name}/resolve/main/model.safetensors", path)
     return path
 

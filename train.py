@@ -245,6 +245,8 @@ def check_args(args):
                         ("icot_delta", 0.01 <= args.icot_delta <= 1e4, "[0.01, 10000]")):
         if not ok:
             raise ValueError(f"{said(k, getattr(args, k))}: must be in {want}")
+    if not 0 <= args.seed < 2**63:  # torch.manual_seed takes a signed 64-bit seed
+        raise ValueError(f"--seed {args.seed}: must be in 0..{2**63 - 1}")
     if args.n_embd % args.n_head:
         raise ValueError(f"--n-head {args.n_head}: must divide --n-embd {args.n_embd}")
     if args.block_size > 65536:

@@ -371,6 +371,8 @@ BAD_FLAGS = [
     (["--pretrained", "x.pt", "--resume"], "--pretrained x.pt: starts a new run, --resume goes on with"),
     (["--n-layer", "10000000"], "--n-layer 10000000 --n-embd 32: about 122.9B parameters need 1831 GiB to train, more than"),
     (["--set", "block_size=1000000000"], "--set block_size=1000000000: at most 65536 positions"),
+    (["--seed", str(2**70)], f"--seed {2**70}: must be in 0.."),
+    (["--seed", "-1"], "--seed -1: must be in 0.."),
     (["--set", "foo=1"], "--set foo=1: no such setting; --set takes beta2, block_size,"),
     (["--set", "warmup=x"], "--set warmup=x: expected an integer"),
     (["--set", "warmup"], "--set warmup: expected KEY=VALUE"),

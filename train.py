@@ -212,8 +212,10 @@ def parser():
     p.add_argument("--compile", action="store_true", help="torch.compile the model (fused GPU kernels); the uncompiled module is saved")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", default=None, help="run folder (default out/<dataset>-<method>)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt, within the stage range given; with the "
-                   "constant schedule a larger --final-epochs trains the last stage on, even a finished one")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest.pt, with the run's own flags (a flag given may change "
+                        "what keeps the resume exact: device, threads, scoring, the stage range); with the constant "
+                        "schedule a larger --final-epochs trains the last stage on, even a finished one")
     return p
 
 

@@ -350,7 +350,7 @@ def check_context(args, splits, source="--set block_size"):
             most = max(most, n)
     rows = min(args.batch_size, len(splits["train"]))
     need = rows * most * (24 * args.n_layer + 2) * args.n_embd * 4  # activations kept for the backward pass, fp32
-    if need > memory_bytes() // 2:
+    if need > memory_bytes() // 2 and pick_device(args.device).startswith("cpu"):  # (a GPU's own memory is its own)
         raise ValueError(f"--batch-size {args.batch_size}: a batch of {rows} examples of up to {most} tokens needs about "
                          f"{need / 2**30:.0f} GiB of activations at --n-embd {args.n_embd} and --n-layer {args.n_layer}, "
                          f"more than half of this machine's {memory_bytes() / 2**30:.0f} GiB")

@@ -887,7 +887,7 @@ def test_a_batch_past_the_machines_memory_is_refused(monkeypatch):
     ex = {"question": [1] * 90, "steps": [[2]] * 3, "answer": [3, 4]}
     splits = {"train": [(None, ex)] * 5000, "valid": [(None, ex)]}
     args = SimpleNamespace(max_stage=3, c_thought=1, block_size=512, batch_size=128, n_layer=2, n_embd=128,
-                           data_dir="d", dataset="x")
+                           data_dir="d", dataset="x", device="cpu")
     train.check_context(args, splits)  # 128 rows of 100 tokens: about 0.3 GiB
     args.batch_size = 10**8  # 5000 rows: about 12 GiB
     with pytest.raises(ValueError, match=r"^--batch-size 100000000: a batch of 5000 examples of up to 100 tokens needs "

@@ -63,8 +63,13 @@ def load_split(dataset: str, split: str, data_dir: str = "data") -> list[dict]:
     path = os.path.join(data_dir, f"{dataset}_{split}.json")
     if dataset in prosqa_gen.GENERATED:
         ensure_prosqa(dataset, data_dir)
+    return read_split(path, f"; create it with: python data.py prepare {dataset}" if dataset in SOURCES else "")
+
+
+def read_split(path: str, hint: str = "") -> list[dict]:
+    """The checked records of one split file; a missing file is one DataError naming it (and
+    the hint). Never generates anything."""
     if not os.path.exists(path):
-        hint = f"; create it with: python data.py prepare {dataset}" if dataset in SOURCES else ""
         raise DataError(f"{path}: file not found{hint}")
     records = parse_json(read_text(path), path)
     check_records(records, path)

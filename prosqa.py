@@ -101,17 +101,28 @@ def need_graphs(records: list[dict], source: str, flag: str):
             raise DataError(f"{source}: record {i}: {flag} needs ProsQA questions with facts; this one states none")
 
 
+def lookup_context(facts, roots, graph):
+    """The pretraining's context: the facts as the rendering writes them (roots: the people)."""
+    if graph:
+        return "".join(f" {u} {v} |" for u, v in facts)
+    return " ".join(f"{'' if u in roots else 'Every '}{u} is a {v}." for u, v in facts) + "\n"
+
+
+def lookup_query(x, c, roots, graph):
+    """(prompt, answer, end) texts of one query "x -> its child c", written the way the
+    rendering writes a step; the loss is on the answer only."""
+    if graph:
+        return f" [R] {x}", " " + c, ""
+    return f"{'' if x in roots else 'Every '}{x} is a", " " + c, ".\n"
+
+
 def lookup_length(enc, record: dict, n_queries: int) -> int:
     """The most tokens lookup_layout can give the record: all its facts, then n_queries of
     its longest query (checked against the model's context before any pretraining)."""
     g, graph = read_graph(record), record.get("render") == "graph"
     roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
-    n = len(enc.encode_ordinary("".join(f" {u} {v} |" for u, v in g.facts) if graph else
-                                " ".join(f"{'' if u in roots else 'Every '}{u} is a {v}." for u, v in g.facts) + "\n"))
-    ask = (lambda x: f" [R] {x}") if graph else (lambda x: f"{'' if x in roots else 'Every '}{x} is a")  # noqa: E731
-    end = 0 if graph else len(enc.encode_ordinary(".\n"))
-    query = max(len(enc.encode_ordinary(ask(u))) + len(enc.encode_ordinary(" " + v)) + end for u, v in g.facts)
-    return n + n_queries * query
+    query = max(sum(len(enc.encode_ordinary(t)) for t in lookup_query(u, v, roots, graph)) for u, v in g.facts)
+    return len(enc.encode_ordinary(lookup_context(g.facts, roots, graph))) + n_queries * query
 
 
 def render_graph(record: dict) -> dict:
@@ -185,11 +196,7 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
     children = replace(g, facts=facts).children()
     sources = sorted(children)
     graph = record.get("render") == "graph"
-    if graph:
-        context = "".join(f" {u} {v} |" for u, v in facts)
-    else:
-        context = " ".join(f"{'' if u in roots else 'Every '}{u} is a {v}." for u, v in facts) + "\n"
-    ids = enc.encode_ordinary(context)
+    ids = enc.encode_ordinary(lookup_context(facts, roots, graph))
     labels = list(ids) if lm else [IGNORE] * len(ids)
     persons = [x for x in sources if x in roots]
     concepts = [x for x in sources if x not in roots]
@@ -199,9 +206,7 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
         else:
             x = rng.choice(persons if rng.random() < people else concepts)
         c = rng.choice(children[x])
-        prompt = enc.encode_ordinary(f" [R] {x}" if graph else f"{'' if x in roots else 'Every '}{x} is a")
-        answer = enc.encode_ordinary(" " + c)
-        end = [] if graph else enc.encode_ordinary(".\n")
+        prompt, answer, end = (enc.encode_ordinary(t) for t in lookup_query(x, c, roots, graph))
         ids += prompt + answer + end
         labels += [IGNORE] * len(prompt) + answer + [IGNORE] * len(end)
     return ids, labels

@@ -29,7 +29,7 @@ import time
 from dataclasses import replace
 
 import coconut
-from data import check_records, encode, encoding_from_state, extract_answer, parse_json, read_text, special_ids, tokenize
+from data import encode, encoding_from_state, extract_answer, read_split, special_ids, tokenize
 from model import load_checkpoint, pick_device, set_threads
 from prosqa import RENDERS, has_graphs, name_pools, need_graphs, read_graph, rename, render
 from prosqa_gen import shortest_paths
@@ -329,7 +329,6 @@ def check_flags(args):
 
 RUN_ARGS = {"method": str, "dataset": str, "c_thought": int, "max_stage": int, "pad_latent_to_max": bool}
 OPTIONAL_RUN_ARGS = {"data_dir": str, "markers": bool, "render": str}  # runs before these flags lack them
-PRETRAIN = -1  # train.py's stage number of the lookup pretraining (--stage pre)
 
 
 def check_run_args(path, targs, stage):
@@ -344,7 +343,7 @@ def check_run_args(path, targs, stage):
     if n is not None and (type(n) is not int or n < 1):
         raise ValueError(f"{path}: checkpoint arg 'max_new_tokens' is {n!r}, not a positive integer: "
                          f"not written by train.py?")
-    if stage == PRETRAIN:
+    if stage == coconut.PRETRAIN:
         raise ValueError(f"{path}: the lookup pretraining's checkpoint (train.py --stage pre), which answers no "
                          f"question: start a run from it with train.py --pretrained {path}, and sample that run's "
                          f"stage<k>.pt")
@@ -366,16 +365,6 @@ def check_thoughts(path, model, curriculum, latent, targs):
     if most >= block:
         raise ValueError(f"{path}: stage {curriculum.stage} with c_thought {curriculum.c} gives {most} thoughts, more "
                          f"than the model's context holds (block_size {block})")
-
-
-def read_split(path):
-    """The records of one split file, checked; never generated (train.py makes missing ProsQA
-    files: sample.py reads what a run was trained and tested on, or says it is missing)."""
-    if not os.path.exists(path):
-        raise ValueError(f"{path}: file not found (--data-dir, or the folder the run was trained on)")
-    records = parse_json(read_text(path), path)
-    check_records(records, path)
-    return records
 
 
 def renamed(records, seed, source):
@@ -417,7 +406,7 @@ def run(args):
     dataset = targs["dataset"]
     data_dir = args.data_dir or targs.get("data_dir", "data")
     source = os.path.join(data_dir, f"{dataset}_{args.split}.json")
-    records = render(read_split(source), how, source)
+    records = render(read_split(source, " (--data-dir, or the folder the run was trained on)"), how, source)
     if args.rename is not None:
         records = renamed(records, args.rename, source)
     if not args.eval:

@@ -40,7 +40,7 @@ import prosqa
 from prosqa_gen import GENERATED
 from recipes import PRESETS, SETTINGS, recipe, setting
 
-PRETRAIN = -1  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
+PRETRAIN = coconut.PRETRAIN  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
 
 # Printed when the paper-size set trains on a CPU (the lab notebook has the runs).
 CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on a CPU the small model stays near chance within an "
@@ -105,10 +105,10 @@ def parse_args(argv=None):
         settings[key] = setting(key, text)
     del args.set
     given |= set(settings)
+    args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
     if args.resume:  # the interrupted run's arguments, where no flag is given
-        args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
-        old = run_args(os.path.join(args.out, "latest.pt")) or {}
-        for k, v in old.items():
+        old = (read_meta(os.path.join(args.out, "latest.pt")) or {}).get("args")
+        for k, v in (old if isinstance(old, dict) else {}).items():
             if k not in given and k not in ("resume", "out", "first", "last", "pretrained"):
                 setattr(args, k, v)
     if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
@@ -121,7 +121,6 @@ def parse_args(argv=None):
         args.max_new_tokens = 64 if args.dataset.startswith("gsm8k") else 128
     args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
     args.shuffle_facts = bool(args.shuffle_facts)
-    args.out = args.out or os.path.join("out", f"{args.dataset}-{args.method}")
     check_args(args)
     args.first, args.last = parse_stages(args.stage, args.max_stage)
     if args.pretrained and args.resume:
@@ -131,14 +130,14 @@ def parse_args(argv=None):
     return args
 
 
-def run_args(path):
-    """The arguments a train.py checkpoint was saved with, read without its tensors (mmap), or
-    None where the file is missing or unreadable (the full read then says why)."""
+def read_meta(path):
+    """A train.py checkpoint's metadata, read without its tensors (mmap), or None where the file
+    is missing or unreadable (a full read, load_run, then says why)."""
     try:
         check_checkpoint_zip(path)
-        args = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["meta"]["args"]
-        return args if isinstance(args, dict) else None
-    except Exception:
+        meta = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["meta"]
+        return meta if isinstance(meta, dict) else None
+    except Exception:  # torch raises many types for a damaged file
         return None
 
 
@@ -598,15 +597,14 @@ PRETRAIN_KEYS = ("model", "init", "dataset", "tokenizer", "render", "n_layer", "
 def find_pretraining(args):
     """A finished pretrain.pt in a sibling of the run folder (out/*/pretrain.pt) made with
     the same pretraining flags and data, or None: every method then starts from one
-    pretraining, made once. Read without its tensors (mmap); an unreadable file is passed over."""
+    pretraining, made once. Only metadata is read; an unreadable file is passed over."""
     parent = os.path.dirname(os.path.abspath(args.out))
     for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
         path = os.path.join(parent, name, "pretrain.pt")
         if os.path.abspath(os.path.join(parent, name)) == os.path.abspath(args.out) or not os.path.isfile(path):
             continue
         try:
-            check_checkpoint_zip(path)
-            m = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["meta"]
+            m = read_meta(path)
             old = m["args"]
             same = (m["stage"] == PRETRAIN and m["stage_done"] and all(old.get(k) == getattr(args, k) for k in PRETRAIN_KEYS)
                     and os.path.abspath(old["data_dir"]) == os.path.abspath(args.data_dir)
@@ -760,18 +758,18 @@ def stage_end(history, stage, n_epochs, args, lookup):
     cap when gated; the last stage runs its count (the budget)."""
     entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]
+    gated = 0 < stage < args.max_stage and args.patience  # a middle thought stage, gated on its accuracy
+    before = max((h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
     if stage == 0 and args.until is not None and e.get("lookup_path", -1) >= args.until:
         return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
-    if 0 < stage < args.max_stage and args.patience and "valid_acc" in e:
+    if gated and "valid_acc" in e:
         best = max(range(len(entries)), key=lambda i: (entries[i]["valid_acc"], -i))  # the first best epoch
-        before = max((h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
         if len(entries) - 1 - best >= args.patience and entries[best]["valid_acc"] >= before:
             return (f"validation accuracy has not risen for {args.patience} epochs (best {entries[best]['valid_acc']:.1%} "
                     f"at epoch {entries[best]['epoch']}, stage {stage - 1}'s best {before:.1%})")
     if e["epoch"] >= n_epochs:
         unformed = stage == 0 and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
-        below = 0 < stage < args.max_stage and args.patience and e.get("valid_acc", 1) < max(
-            (h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
+        below = gated and e.get("valid_acc", 1) < before
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "
                                        f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else
                                        "; WARNING: below the stage before's best accuracy" if below else "")
@@ -820,9 +818,9 @@ class Run:
 def train(args):
     """Train a run: where to start and what with, the lookup pretraining if the run has one,
     then each stage of the curriculum (each epoch: train, validate, save), then the test score."""
-    run = setup(args)
+    run, start = setup(args)
     if run is None:  # a resumed run that is already done
-        return None, starting_point(args).history
+        return start.model, start.history
     if run.start.stage == PRETRAIN:
         train_stage(run, PRETRAIN, pretraining_end)  # writes pretrain.pt, which stage 0 goes on from
     for stage in range(max(run.start.stage, 0), args.last + 1):
@@ -835,14 +833,14 @@ def train(args):
 
 
 def setup(args):
-    """The Run: the processes, where to start (a new model, a checkpoint, or a finished
+    """(the Run, or None when a resumed run is already done; its Start): the processes, where to start (a new model, a checkpoint, or a finished
     pretraining found or given), the data and the model, with what the log says of them."""
     ddp, rank, world, device = start_processes(args)
     log = print if rank == 0 else (lambda *a, **k: None)
     start = starting_point(args)
     if start.stage > args.last:
         log(f"{start.path}: {stage_name(start.stage - 1)} is already done; nothing to resume within --stage {args.stage}")
-        return None
+        return None, start
     enc, splits, model = model_and_data(args, start)
     check_graphs(args, splits, enc, start.stage == PRETRAIN)
     if start.ckpt and start.ckpt["meta"]["stage"] == PRETRAIN and start.stage == 0:
@@ -861,7 +859,7 @@ def setup(args):
     if run.lookup:
         log(LOOKUP_NOTE + ("" if writes_steps(args) else f"; method {args.method} writes no step after the question, "
                            "so it is measured in the pretraining only"))
-    return run
+    return run, start
 
 
 def train_stage(run, stage, end):
@@ -956,14 +954,11 @@ def resume_hint(args, since):
     Ctrl-C answers at once."""
     latest = os.path.join(args.out, "latest.pt") if args else ""
     if os.path.exists(latest) and (args.resume or os.path.getmtime(latest) >= since):
-        try:
-            check_checkpoint_zip(latest)
-            m = torch.load(latest, map_location="cpu", mmap=True, weights_only=True)["meta"]
+        m = read_meta(latest)
+        if m and type(m.get("stage")) is int and "epoch" in m:  # else not readable after all: say nothing of it
             again = shlex.join(["python", "train.py", "--out", args.out, "--resume"])  # the run's flags are in latest.pt
             return (f"resume with --resume from {latest} (saved after {stage_name(m['stage'])} epoch {m['epoch']}):\n"
                     f"  {again}")
-        except Exception:  # not readable after all: say nothing about it
-            pass
     return "nothing was saved yet; run the same command again to start over"
 
 

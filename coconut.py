@@ -53,13 +53,13 @@ class Curriculum:
     """The training curriculum at one stage, for one method.
 
     Stage 0 is plain chain of thought. Stage s drops the first s written steps and puts
-    s*c continuous thoughts in their place, up to max_stage; a stage past max_stage drops
+    s*c_thought continuous thoughts in their place, up to max_stage; a stage past max_stage drops
     every remaining step (the paper's last GSM8k stage). n_thoughts, when given, fixes the
     thought count whatever the stage (sample.py --latent).
     """
     method: str = "coconut"
     stage: int = 0
-    c: int = 1  # thoughts per dropped step (the paper: 1 for ProsQA and ProntoQA, 2 for GSM8k)
+    c_thought: int = 1  # thoughts per dropped step (the paper: 1 for ProsQA and ProntoQA, 2 for GSM8k)
     max_stage: int = 6  # the last stage that adds thoughts
     pad_latent_to_max: bool = True  # every example gets the stage's full count, even with fewer steps
     n_thoughts: int | None = None
@@ -75,9 +75,9 @@ class Curriculum:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.stage < 0 or self.c < 1 or self.max_stage < 0 or (self.n_thoughts or 0) < 0 or self.removed < 0:
-            raise ValueError(f"need stage >= 0, c >= 1, max_stage >= 0, n_thoughts >= 0 and removed >= 0, not "
-                             f"{self.stage}, {self.c}, {self.max_stage}, {self.n_thoughts} and {self.removed}")
+        if self.stage < 0 or self.c_thought < 1 or self.max_stage < 0 or (self.n_thoughts or 0) < 0 or self.removed < 0:
+            raise ValueError(f"need stage >= 0, c_thought >= 1, max_stage >= 0, n_thoughts >= 0 and removed >= 0, not "
+                             f"{self.stage}, {self.c_thought}, {self.max_stage}, {self.n_thoughts} and {self.removed}")
 
     @classmethod
     def of_run(cls, args, stage, n_thoughts=None):
@@ -92,20 +92,20 @@ class Curriculum:
         """This stage's StagePlan for an example with n_steps written steps."""
         m = self.method
         if m in ("coconut", "no-curriculum", "no-thought", "pause-as-thought"):
-            # Coconut: stage s drops s steps for s*c thoughts; past max_stage, every step goes.
+            # Coconut: stage s drops s steps for s*c_thought thoughts; past max_stage, every step goes.
             # Without pad_latent_to_max an example never gets more thoughts than it had steps.
             stage = self.max_stage + 1 if m == "no-curriculum" else self.stage  # the last stage from the start
             n_skip = n_steps if stage > self.max_stage else min(stage, n_steps)
             n = min(stage, self.max_stage) if self.pad_latent_to_max else min(stage, self.max_stage, n_steps)
             if m == "no-thought":  # the steps go, nothing takes their place
                 n = 0
-            return StagePlan(n_skip, n * self.c, self.markers, "pause" if m == "pause-as-thought" else "latent")
+            return StagePlan(n_skip, n * self.c_thought, self.markers, "pause" if m == "pause-as-thought" else "latent")
         if m in ("cot", "icot"):  # the full written chain at every stage (iCoT: less its first `removed` tokens)
             return StagePlan(0, 0, False, "latent")
         if m == "no-cot":  # question straight to answer
             return StagePlan(n_steps, 0, False, "latent")
         # pause: as many <|pause|> tokens as Coconut's last stage has thoughts, no markers
-        return StagePlan(n_steps, self.max_stage * self.c, False, "pause")
+        return StagePlan(n_steps, self.max_stage * self.c_thought, False, "pause")
 
     def prompt_and_target(self, ex, sp):
         """(prompt, target) id lists of a tokenised example ({question, steps, answer} id
@@ -334,10 +334,10 @@ def count_batches(prompts, sp, batch_size):
     """(thought slots per prompt, index batches): batches of at most batch_size prompts, each of
     one thought count (generation needs their ends aligned), sorted by length so that little
     compute goes to padding."""
-    n_thought = [sum(t in (sp.latent, sp.pause) for t in p) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: (n_thought[i], len(prompts[i])))
+    n_thoughts = [sum(t in (sp.latent, sp.pause) for t in p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: (n_thoughts[i], len(prompts[i])))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return n_thought, [[j for j in b if n_thought[j] == k] for b in batches for k in sorted({n_thought[j] for j in b})]
+    return n_thoughts, [[j for j in b if n_thoughts[j] == k] for b in batches for k in sorted({n_thoughts[j] for j in b})]
 
 
 def evaluate(model, examples, enc, sp, curriculum, batch_size=64, max_new_tokens=64, progress=False):
@@ -349,7 +349,7 @@ def evaluate(model, examples, enc, sp, curriculum, batch_size=64, max_new_tokens
     (without pad_latent_to_max it varies), sorted by length so that little compute goes
     to padding."""
     prompts = [curriculum.prompt(ex, sp) for _, ex in examples]
-    n_thought, batches = count_batches(prompts, sp, batch_size)
+    n_thoughts, batches = count_batches(prompts, sp, batch_size)
     gens = [None] * len(prompts)
     if progress:
         from tqdm import tqdm
@@ -361,7 +361,7 @@ def evaluate(model, examples, enc, sp, curriculum, batch_size=64, max_new_tokens
             gens[j] = g
     model.train(was_training)
     outputs, correct, tokens = [], 0, 0
-    for (rec, _), prompt, g, k in zip(examples, prompts, gens, n_thought):
+    for (rec, _), prompt, g, k in zip(examples, prompts, gens, n_thoughts):
         text = decode(enc, g)
         ok = extract_answer(text) == rec["answer"].strip()
         correct += ok

@@ -585,9 +585,50 @@ def prontoqa_stats(record):
         "query_negated": asked_negated,
         "steps": len(record["steps"]),
         "words": len(record["question"].split()),
+        "chain_words": len(" ".join(record["steps"]).split()),
         "plural": sum(" are " in f for f, _ in rules) / len(rules),
         "negated_properties": sum(p[1] for p in properties) / len(properties),
     }
+
+
+def prontoqa_features(record):
+    """What a model could answer from without following the chain, read from the text: single
+    surface features, and the one-hop lookup `linked rule` (see prontoqa_shortcuts)."""
+    *facts, query = sentences_of(record["question"])
+    person, asked_negated, asked, _ = parse_sentence(query.removeprefix("True or false: "))
+    parsed = [parse_sentence(f) for f in facts]
+    named = Counter(n for subject, _, obj, _ in parsed for n in (subject, obj))
+    about = [p for p in parsed if p[2] == asked and p[0] != person]  # the rules that give the asked property
+    linked = [p for p in about if named[p[0]] > 1]  # ... whose subject another sentence names too
+    return {
+        "query negated": asked_negated,
+        "asked property": asked,
+        "person": person,
+        "first rule on the property negated": about[0][1] if about else None,
+        "negated sentences": sum(p[1] for p in parsed),
+        "words": len(record["question"].split()),
+        "linked rule": (linked[0][1] == asked_negated) if len(linked) == 1 else None,
+    }
+
+
+def prontoqa_shortcuts(train, test):
+    """{feature: test accuracy} of answering by one feature: each value of the feature answers
+    the training split's majority answer for it (True where unseen or tied). `linked rule` is
+    no single feature but a one-hop lookup: of the two rules that give the asked property (the
+    proof's last and the contradicting distractor), take the one whose subject another sentence
+    names, and answer True when its polarity is the query's."""
+    train_f, test_f = [prontoqa_features(r) for r in train], [prontoqa_features(r) for r in test]
+    out = {}
+    for key in test_f[0]:
+        if key == "linked rule":
+            out[key] = sum(f[key] == (r["answer"] == "True") for f, r in zip(test_f, test)) / len(test)
+            continue
+        votes = {}
+        for f, r in zip(train_f, train):
+            votes.setdefault(f[key], Counter())[r["answer"]] += 1
+        guess = {v: "True" if c["True"] >= c["False"] else "False" for v, c in votes.items()}
+        out[key] = sum(guess.get(f[key], "True") == r["answer"] for f, r in zip(test_f, test)) / len(test)
+    return out
 
 
 def prontoqa_summarize(records):
@@ -616,17 +657,24 @@ PRONTOQA_ORIGINAL = [
     ("query negated %", "query_negated", "52.6"),
     ("steps per example", "steps", "6.00 (6..6)"),
     ("words per question", "words", "104.47 (90..117)"),
+    ("words per chain", "chain_words", "43.62 (38..49), 200"),
     ("plural rules %", "plural", "49.8"),
     ("negated property rules %", "negated_properties", "32.6"),
 ]
 
 
-def prontoqa_table(summary):
-    """The summary next to the original's numbers, one statistic a line."""
+def prontoqa_table(summary, shortcuts=None):
+    """The summary next to the original's numbers, one statistic a line; then, given, the
+    shortcuts' test accuracies (prontoqa_shortcuts)."""
     def show(value):
         return f"{value[0]:.2f} ({value[1]}..{value[2]})" if isinstance(value, tuple) else f"{value:.1f}"
     lines = [f"{'statistic':<28}{'generated (' + str(summary['n']) + ')':<24}original (1000)"]
     lines += [f"{row:<28}{show(summary[key]):<24}{original}" for row, key, original in PRONTOQA_ORIGINAL]
+    if shortcuts:
+        lines.append("answering from one feature (its majority answer on train), test accuracy: "
+                     + ", ".join(f"{k} {v:.1%}" for k, v in shortcuts.items() if k != "linked rule"))
+        lines.append(f"the one-hop lookup 'linked rule' (the rule on the asked property whose subject another "
+                     f"sentence names): {shortcuts['linked rule']:.1%}")
     return "\n".join(lines)
 
 # -----------------------------------------------------------------------------
@@ -704,14 +752,21 @@ def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None
     generating: the sizes, the folder, and (for a size not in SIZES) whether graphs of that size
     hold the step counts asked for at all (check_feasible)."""
     if dataset == "prontoqa":
-        defaults, what, table = PRONTOQA_SPLITS, describe(dataset), lambda rs: prontoqa_table(prontoqa_summarize(rs))
+        defaults, what = PRONTOQA_SPLITS, describe(dataset)
+
+        def table(splits):
+            every = [r for records in splits.values() for r in records]
+            cut = splits["train"] and splits["test"] and prontoqa_shortcuts(splits["train"], splits["test"])
+            return prontoqa_table(prontoqa_summarize(every), cut)
 
         def make(rng):
             return prontoqa_record(prontoqa_example(rng))
     else:
         size = size or SIZES[dataset]
-        defaults, what, table = {k: getattr(size, f"n_{k}") for k in ("train", "valid", "test")}, size.describe(), \
-            lambda rs: format_table(summarize(rs))
+        defaults, what = {k: getattr(size, f"n_{k}") for k in ("train", "valid", "test")}, size.describe()
+
+        def table(splits):
+            return format_table(summarize([r for records in splits.values() for r in records]))
 
         def make(rng):
             return generate_example(rng, size)
@@ -744,7 +799,7 @@ def write_splits(out_dir="data", seed=0, n_train=None, n_valid=None, n_test=None
     for name, records in splits.items():
         write_json(paths[name], records, overwrite=overwrite)
     if not quiet:
-        print(table([r for records in splits.values() for r in records]))
+        print(table(splits))
     return splits
 
 

@@ -6,7 +6,7 @@ arXiv 2412.06769).
 For each question it prints the question, each continuous thought read through the LM
 head (its top tokens, as in the paper's Figure 4), the generated text, the extracted
 answer and whether it is right. For ProsQA it adds the paper's latent-search view
-(section 5): after k = 0..K thoughts, how much probability the model puts on each
+(section 5): after k = 0..n thoughts, how much probability the model puts on each
 concept reachable from the person, marked by depth and by whether it lies on a
 shortest path to the target.
 
@@ -63,13 +63,13 @@ def answer_lead(rec, person):
     return " ###" if rec.get("render") == "graph" else "### " + person + " is a"
 
 
-def search_probs(model, enc, sp, ex, curriculum, lead, K):
-    """Next-token probabilities (list of K+1 rows of size V) after question <bot> k
-    thoughts <eot> and the answer's lead (answer_lead), for k = 0..K: the answer form the
+def search_probs(model, enc, sp, ex, curriculum, lead, n_thoughts):
+    """Next-token probabilities (list of n_thoughts+1 rows of size V) after question <bot> k
+    thoughts <eot> and the answer's lead (answer_lead), for k = 0..n_thoughts: the answer form the
     final model writes right after <eot>, cut just before the concept it picks."""
     forced = encode(enc, lead)
     prompts = [replace(curriculum, n_thoughts=k).prompt(ex, sp) + forced
-               for k in range(K + 1)]
+               for k in range(n_thoughts + 1)]
     width = coconut.collate(prompts, sp).ids.size(1)  # rows align at their first thought: wider than any one prompt
     if width > model.config.block_size:
         raise ValueError(f"the latent search batch is {width} tokens wide (its rows aligned at their first thought); "
@@ -151,16 +151,16 @@ def show_question(model, enc, sp, rec, curriculum, args, title):
     ex = tokenize(enc, rec)
     prompt = curriculum.prompt(ex, sp)
     check_fits(prompt, model.config.block_size, "--question" if args.question is not None else title)
-    n_latent, n_pause = prompt.count(sp.latent), prompt.count(sp.pause)
+    n_thoughts, n_pause = prompt.count(sp.latent), prompt.count(sp.pause)
     search = None  # computed first: its batch is wider than the prompt, so it may be the part that does not fit
     if args.question is None and not args.no_search and "edges" in rec and curriculum.method not in THOUGHTLESS:
         lead = answer_lead(rec, rec["idx_to_symbol"][rec["root"]])
-        search = search_probs(model, enc, sp, ex, curriculum, lead, n_latent + n_pause)
+        search = search_probs(model, enc, sp, ex, curriculum, lead, n_thoughts + n_pause)
     out = coconut.evaluate(model, [(rec, ex)], enc, sp, curriculum, max_new_tokens=args.max_new_tokens)["outputs"][0]
     print(f"== {title} ==")
     print(wrap("question", rec["question"]))
-    if n_latent:
-        print(f"thoughts: {n_latent}, each read through the LM head (top {args.topk})")
+    if n_thoughts:
+        print(f"thoughts: {n_thoughts}, each read through the LM head (top {args.topk})")
         for i, top in enumerate(coconut.probe_thoughts(model, prompt, sp, args.topk), 1):
             print(f"  [{i}] " + "  ".join(f"{enc.decode([t])!r} {p:.2f}" for t, p in top))
     elif n_pause:
@@ -273,7 +273,7 @@ def build_parser():
                    help="with --method, picks out/<dataset>-<method>/latest.pt")
     p.add_argument("--method", type=str, default="coconut", choices=coconut.METHODS,
                    help="with --dataset, picks out/<dataset>-<method>/latest.pt")
-    p.add_argument("--latent", type=int, default=None,
+    p.add_argument("--latent", type=int, default=None, dest="n_thoughts",
                    help="number of thoughts (default: the count trained at the checkpoint's stage)")
     p.add_argument("--question", type=str, default=None, help="answer this free-text question (not graded)")
     p.add_argument("--n", type=int, default=None, help="how many questions of the split (default 3; with --eval, all)")
@@ -318,7 +318,7 @@ def main(argv=None):
 
 def check_flags(args):
     """One line for a flag value that cannot work (argparse's own errors add a usage line)."""
-    if args.latent is not None and args.latent < 0:
+    if args.n_thoughts is not None and args.n_thoughts < 0:
         raise ValueError("--latent must be >= 0")
     for flag in ("n", "batch_size", "max_new_tokens", "topk"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
@@ -354,16 +354,16 @@ def check_run_args(path, targs, stage):
                          f"max_stage {targs['max_stage']}, stage {stage}: not a run train.py can make") from None
 
 
-def check_thoughts(path, model, curriculum, latent, targs):
+def check_thoughts(path, model, curriculum, n_thoughts, targs):
     """The number of thoughts in a prompt, checked against the model's context before any prompt
     is built: a --latent (or a checkpoint's c_thought x stage) in the millions is one line, not
     minutes of building lists that cannot fit."""
-    most = curriculum.plan(targs["max_stage"] + 1).n_thoughts if latent is None else latent  # steps never add more
+    most = curriculum.plan(targs["max_stage"] + 1).n_thoughts if n_thoughts is None else n_thoughts  # steps never add more
     block = model.config.block_size
-    if most >= block and latent is not None:
-        raise ValueError(f"--latent {latent}: more thoughts than the model's context holds (block_size {block})")
+    if most >= block and n_thoughts is not None:
+        raise ValueError(f"--latent {n_thoughts}: more thoughts than the model's context holds (block_size {block})")
     if most >= block:
-        raise ValueError(f"{path}: stage {curriculum.stage} with c_thought {curriculum.c} gives {most} thoughts, more "
+        raise ValueError(f"{path}: stage {curriculum.stage} with c_thought {curriculum.c_thought} gives {most} thoughts, more "
                          f"than the model's context holds (block_size {block})")
 
 
@@ -392,17 +392,17 @@ def run(args):
         raise ValueError(f"{path}: checkpoint args have an unknown rendering {how!r}: not written by train.py?")
     if args.render not in (None, how):
         raise ValueError(f"{path}: the model was trained on the {how!r} rendering, not --render {args.render}")
-    latent = args.latent
-    if latent is not None and targs["method"] in THOUGHTLESS:
-        print(f"note: method {targs['method']} has no thoughts; --latent {latent} is ignored")
-        latent = None
-    check_thoughts(path, model, coconut.Curriculum.of_run(targs, stage), latent, targs)
+    n_thoughts = args.n_thoughts  # --latent
+    if n_thoughts is not None and targs["method"] in THOUGHTLESS:
+        print(f"note: method {targs['method']} has no thoughts; --latent {n_thoughts} is ignored")
+        n_thoughts = None
+    check_thoughts(path, model, coconut.Curriculum.of_run(targs, stage), n_thoughts, targs)
     if args.question is not None:
-        if latent is None and targs["method"] not in THOUGHTLESS:  # no steps to count: use the full count
-            latent = coconut.Curriculum.of_run(targs, stage).plan(targs["max_stage"] + 1).n_thoughts
+        if n_thoughts is None and targs["method"] not in THOUGHTLESS:  # no steps to count: use the full count
+            n_thoughts = coconut.Curriculum.of_run(targs, stage).plan(targs["max_stage"] + 1).n_thoughts
         rec = render([{"question": args.question, "steps": [], "answer": ""}], how, "--question")[0]
-        return show_question(model, enc, sp, rec, coconut.Curriculum.of_run(targs, stage, latent), args, "question")
-    curriculum = coconut.Curriculum.of_run(targs, stage, latent)
+        return show_question(model, enc, sp, rec, coconut.Curriculum.of_run(targs, stage, n_thoughts), args, "question")
+    curriculum = coconut.Curriculum.of_run(targs, stage, n_thoughts)
     dataset = targs["dataset"]
     data_dir = args.data_dir or targs.get("data_dir", "data")
     source = os.path.join(data_dir, f"{dataset}_{args.split}.json")

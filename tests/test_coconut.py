@@ -59,7 +59,7 @@ CASES = [
 def test_curriculum_layouts(method, stage, c, pad, prompt, target):
     """Exact ids and label masks per method, stage, c and pad_latent_to_max: question,
     markers and thoughts are masked, remaining steps and the answer are labelled."""
-    curriculum = Curriculum(method, stage, c=c, max_stage=4, pad_latent_to_max=pad)
+    curriculum = Curriculum(method, stage, c_thought=c, max_stage=4, pad_latent_to_max=pad)
     ids, labels = curriculum.layout(EX, SP)
     assert ids == prompt + target
     assert labels == [IGNORE] * len(prompt) + target

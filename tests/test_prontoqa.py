@@ -228,6 +228,30 @@ def test_table_has_every_row(records):
     assert "words per question" in table and "104.47 (90..117)" in table
 
 
+def test_no_single_feature_answers(records):
+    """Guards the claim of the lab notebook: answering from one surface feature (fit on 800 examples,
+    scored on the other 200) stays near chance, while the one-hop lookup of the linked rule
+    answers every question (the original's structure: the contradicting rule's subject appears
+    nowhere else)."""
+    cut = prosqa_gen.prontoqa_shortcuts(records[:800], records[800:])
+    assert cut["linked rule"] == 1.0
+    assert set(cut) == {"query negated", "asked property", "person", "first rule on the property negated",
+                        "negated sentences", "words", "linked rule"}
+    assert all(v < 0.6 for k, v in cut.items() if k != "linked rule"), cut
+
+
+def test_shortcut_votes_by_the_training_majority():
+    """Guards the lookup table: each value answers the training majority, True when unseen."""
+    def rec(query, answer):
+        facts = "Every wumpus is a yumpus. Each yumpus is red. Every dumpus is not red. Alex is a wumpus."
+        return {"question": f"{facts} True or false: Alex is {query}.", "steps": [], "answer": answer}
+    train = [rec("red", "True"), rec("red", "True"), rec("not red", "False")]
+    test = [rec("red", "True"), rec("not red", "False"), rec("not red", "True")]
+    cut = prosqa_gen.prontoqa_shortcuts(train, test)
+    assert cut["query negated"] == pytest.approx(2 / 3) and cut["person"] == pytest.approx(2 / 3)
+    assert cut["linked rule"] == pytest.approx(2 / 3)  # yumpus is named twice: its rule is positive
+
+
 def write_small(out_dir, seed, n_train=40):
     return prosqa_gen.write_splits(str(out_dir), seed, n_train=n_train, n_valid=10, n_test=10, quiet=True,
                                    dataset="prontoqa")

@@ -90,7 +90,7 @@ def lookup_model(args, T):
     torch.manual_seed(args.seed)
     pos_emb = "learned" if args.pos_emb == "none" else args.pos_emb
     model = GPT(GPTConfig(block_size=T, vocab_size=LOOKUP_VOCAB, n_layer=args.n_layer, n_head=args.n_head,
-                          n_embd=args.n_embd, pos_emb=pos_emb, dropout=0.0))
+                          n_embd=args.n_embd, pos_emb=pos_emb))
     if args.pos_emb == "none":
         torch.nn.init.zeros_(model.transformer.wpe.weight)
         model.transformer.wpe.weight.requires_grad_(False)  # configure_optimizers skips it

@@ -40,7 +40,6 @@ class GPTConfig:
     n_layer: int = 12  # transformer blocks
     n_head: int = 12  # attention heads per block
     n_embd: int = 768  # model width C; head size is n_embd // n_head
-    dropout: float = 0.0  # 0 for fine-tuning and for all of Coconut's recipes
     bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm
     ln_eps: float = 1e-5  # GPT-2's layer-norm epsilon
     pos_emb: str = "learned"  # "learned": GPT-2's absolute table wpe; "rope": rotary (relative) positions
@@ -56,8 +55,6 @@ class GPTConfig:
             raise ValueError(f"pos_emb must be 'learned' or 'rope', not {self.pos_emb!r}")
         if self.pos_emb == "rope" and self.head_size % 2:
             raise ValueError(f"rotary positions need an even head size, not {self.head_size}")
-        if type(self.dropout) not in (int, float) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
         if type(self.ln_eps) not in (int, float) or not self.ln_eps > 0 or type(self.bias) is not bool:
             raise ValueError(f"ln_eps must be > 0 and bias a bool, not {self.ln_eps!r} and {self.bias!r}")
 
@@ -150,7 +147,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
         assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
-        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.n_head, self.n_embd = config.n_head, config.n_embd
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
 
@@ -162,11 +159,10 @@ class CausalSelfAttention(nn.Module):
             q, k = rotate(q, rope), rotate(k, rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nh, T_past + T, hs)
-        drop = self.dropout if self.training else 0.0
         if attn_mask is None:  # plain causal attention, query and key lengths equal
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.c_proj(y)
 
@@ -200,7 +196,6 @@ class GPT(nn.Module):
         self.config = config  # checked by GPTConfig itself
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, eps=config.ln_eps, bias=config.bias),
         ))
@@ -258,7 +253,6 @@ class GPT(nn.Module):
             x = x + self.transformer.wpe(pos)
         else:
             rope = rotary(pos, self.config.head_size)
-        x = self.transformer.drop(x)
         mask = None
         if key_mask is not None or T_past > 0:
             mask = attention_mask(T, T_past, key_mask, x.device)
@@ -600,7 +594,10 @@ def load_checkpoint(path, device="cpu", meta=None):
                                                 and v.layout == torch.strided for v in sd.values())):
         raise ValueError(f"{path}: not a nanoCoconut checkpoint ('model' is not a dict of dense float tensors)")
     try:
-        config = GPTConfig(**ckpt["config"])
+        config = dict(ckpt["config"])
+        if config.pop("dropout", 0) != 0:  # older checkpoints name a dropout; every recipe's was 0
+            raise ValueError("trained with dropout, which this model does not have")
+        config = GPTConfig(**config)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad model config in checkpoint ({e})") from None
     check_state(path, config, sd)

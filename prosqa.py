@@ -108,20 +108,25 @@ def lookup_context(facts, roots, graph):
     return " ".join(f"{'' if u in roots else 'Every '}{u} is a {v}." for u, v in facts) + "\n"
 
 
-def lookup_query(x, c, roots, graph):
+def lookup_query(x, c, roots, graph, options=None):
     """(prompt, answer, end) texts of one query "x -> its child c", written the way the
-    rendering writes a step; the loss is on the answer only."""
+    rendering writes a step; the loss is on the answer only. With options (two names, c and
+    one that is not x's child), the query first offers them the way a question does."""
     if graph:
-        return f" [R] {x}", " " + c, ""
-    return f"{'' if x in roots else 'Every '}{x} is a", " " + c, ".\n"
+        return f"{f' [Q] {options[0]} {options[1]}' if options else ''} [R] {x}", " " + c, ""
+    offer = f"Is {x} a {options[0]} or {options[1]}? " if options else ""
+    return f"{offer}{'' if x in roots else 'Every '}{x} is a", " " + c, ".\n"
 
 
-def lookup_length(enc, record: dict, n_queries: int) -> int:
+def lookup_length(enc, record: dict, n_queries: int, options: bool = False) -> int:
     """The most tokens lookup_layout can give the record: all its facts, then n_queries of
-    its longest query (checked against the model's context before any pretraining)."""
+    its longest query, offering the two longest names when options may be offered (checked
+    against the model's context before any pretraining)."""
     g, graph = read_graph(record), record.get("render") == "graph"
     roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
-    query = max(sum(len(enc.encode_ordinary(t)) for t in lookup_query(u, v, roots, graph)) for u, v in g.facts)
+    longest = sorted({n for f in g.facts for n in f}, key=lambda n: -len(enc.encode_ordinary(" " + n)))[:2]
+    offer = (longest * 2)[:2] if options else None
+    query = max(sum(len(enc.encode_ordinary(t)) for t in lookup_query(u, v, roots, graph, offer)) for u, v in g.facts)
     return len(enc.encode_ordinary(lookup_context(g.facts, roots, graph))) + n_queries * query
 
 
@@ -175,7 +180,7 @@ def reshuffle(record: dict, rng) -> dict:
 
 
 def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
-                  n_facts: int | None = None, people: float | None = None) -> tuple[list, list]:
+                  n_facts: int | None = None, people: float | None = None, options: float = 0.0) -> tuple[list, list]:
     """Pretraining for a model from scratch: (ids, labels) of the record's facts followed by
     n_queries lookups "x -> a child of x", with a loss on each child only (lm: and on every
     token of the facts, a language-model loss on the question's own text). A pretrained
@@ -187,7 +192,9 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
     (with only short ones the lookup does not carry over to the full graph). With people, that
     share of the queries asks about a person (a name that is nobody's child, like the one a
     question asks about), the rest about the concepts; without it, every name with a child
-    alike."""
+    alike. With options, that share of the queries first offers two names in random order, the
+    child and a name of the graph that is not x's child (`[Q] c d [R] x c`, the form of a
+    question's last step): picking the offered child, which a question's last step needs."""
     g = read_graph(record)
     roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
     facts = g.facts
@@ -198,6 +205,7 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
     graph = record.get("render") == "graph"
     ids = enc.encode_ordinary(lookup_context(facts, roots, graph))
     labels = list(ids) if lm else [IGNORE] * len(ids)
+    names = sorted({n for f in facts for n in f})
     persons = [x for x in sources if x in roots]
     concepts = [x for x in sources if x not in roots]
     for _ in range(n_queries):
@@ -206,7 +214,12 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
         else:
             x = rng.choice(persons if rng.random() < people else concepts)
         c = rng.choice(children[x])
-        prompt, answer, end = (enc.encode_ordinary(t) for t in lookup_query(x, c, roots, graph))
+        offer = None
+        others = [n for n in names if n != x and n not in children[x]]
+        if options and others and rng.random() < options:
+            offer = [c, rng.choice(others)]
+            rng.shuffle(offer)
+        prompt, answer, end = (enc.encode_ordinary(t) for t in lookup_query(x, c, roots, graph, offer))
         ids += prompt + answer + end
         labels += [IGNORE] * len(prompt) + answer + [IGNORE] * len(end)
     return ids, labels

@@ -58,7 +58,7 @@ RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
                 "reset_optimizer", "shuffle_facts", "rename", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries",
                 "pretrain_until", "until", "patience", "icot_delta", "icot_lambda", "pretrain_lm", "pretrain_facts",
-                "pretrain_people")
+                "pretrain_people", "pretrain_options")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init", "pretrained")
 # the metadata train() saves with every checkpoint, checked when one is read back
@@ -243,6 +243,7 @@ def check_args(args):
                         ("pretrain_until", args.pretrain_until is None or 0 < args.pretrain_until <= 1, "(0, 1]"),
                         ("until", args.until is None or 0 < args.until <= 1, "(0, 1]"),
                         ("pretrain_people", args.pretrain_people is None or 0 <= args.pretrain_people <= 1, "[0, 1]"),
+                        ("pretrain_options", 0 <= args.pretrain_options <= 1, "[0, 1]"),
                         ("icot_delta", 0.01 <= args.icot_delta <= 1e4, "[0.01, 10000]")):
         if not ok:
             raise ValueError(f"{said(k, getattr(args, k))}: must be in {want}")
@@ -373,7 +374,7 @@ def check_graphs(args, splits, enc, pretraining):
     if pretraining:
         prosqa.need_graphs(records, source, "--pretrain-epochs")
         for i, r in enumerate(records):
-            if (n := prosqa.lookup_length(enc, r, args.pretrain_queries)) > args.block_size:
+            if (n := prosqa.lookup_length(enc, r, args.pretrain_queries, args.pretrain_options > 0)) > args.block_size:
                 raise data.DataError(f"{source}: record {i}: its pretraining sequence (the facts and --set pretrain_queries="
                                      f"{args.pretrain_queries} queries) can reach {n} tokens, past the model's context "
                                      f"of {args.block_size}")
@@ -488,7 +489,7 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     if stage == PRETRAIN:
         recs = [fresh(examples[i][0], rng, args, pools) or examples[i][0] for i in mine]
         rows = [prosqa.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts,
-                                   args.pretrain_people) + (None,)
+                                   args.pretrain_people, args.pretrain_options) + (None,)
                 for r in recs]
     else:
         curriculum = coconut.Curriculum.of_run(vars(args), stage)
@@ -591,7 +592,7 @@ def starting_point(args):
 PRETRAIN_KEYS = ("model", "init", "dataset", "tokenizer", "render", "n_layer", "n_head", "n_embd", "block_size",
                  "pos_emb", "seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup",
                  "grad_clip", "train_frac", "shuffle_facts", "reset_optimizer", "dtype", "pretrain_epochs",
-                 "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_lm", "pretrain_until")
+                 "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_options", "pretrain_lm", "pretrain_until")
 
 
 def find_pretraining(args):
@@ -606,7 +607,8 @@ def find_pretraining(args):
         try:
             m = read_meta(path)
             old = m["args"]
-            same = (m["stage"] == PRETRAIN and m["stage_done"] and all(old.get(k) == getattr(args, k) for k in PRETRAIN_KEYS)
+            same = (m["stage"] == PRETRAIN and m["stage_done"] and all(old.get(k, 0.0 if k == "pretrain_options" else None) == getattr(args, k)
+                                                                 for k in PRETRAIN_KEYS)  # runs before options had none
                     and os.path.abspath(old["data_dir"]) == os.path.abspath(args.data_dir)
                     and renames(argparse.Namespace(**old), PRETRAIN) == renames(args, PRETRAIN))
         except Exception:  # not a pretraining this run can read: not a match

@@ -471,6 +471,34 @@ def test_lookup_layout(prosqa_record, render):
         assert 0.3 < sum(x != "wumpus" for x in asked) / len(asked) < 0.7
 
 
+@pytest.mark.parametrize("render", ["text", "graph"])
+def test_lookup_options(prosqa_record, render):
+    """Guards --set pretrain_options: that share of the queries first offers the child asked
+    for and a name of the graph that is not the asker's child, in either order; the loss stays
+    on the child alone; no option drawn (0) leaves the layout as it was; the length bound holds."""
+    rec = prosqa.render([prosqa_record], render, "x")[0]
+    enc = data.get_encoding("words", [rec])
+    assert prosqa.lookup_layout(enc, rec, random.Random(3), 6, options=0.0) == \
+        prosqa.lookup_layout(enc, rec, random.Random(3), 6)
+    children = prosqa.read_graph(rec).children()
+    pattern = r" \[Q\] (\S+) (\S+) \[R\] (\S+) (\S+)" if render == "graph" else \
+        r"Is (\S+) a (\S+) or (\S+)\? (?:Every )?\S+ is a (\S+)\.\n"
+    firsts = set()
+    for seed in range(10):
+        ids, labels = prosqa.lookup_layout(enc, rec, random.Random(seed), 6, options=1.0)
+        found = re.findall(pattern, enc.decode(ids))
+        assert len(found) == 6
+        for q in found:
+            (a, b, x, c) = q if render == "graph" else (q[1], q[2], q[0], q[3])
+            assert c in children[x] and c in (a, b)
+            other = b if a == c else a
+            assert other != x and other not in children[x]
+            firsts.add(a == c)
+        assert [enc.decode([y]) for y in labels if y != data.IGNORE] == [" " + q[3] for q in found]
+        assert len(ids) <= prosqa.lookup_length(enc, rec, 6, options=True)
+    assert firsts == {True, False}  # the child is offered first and second
+
+
 @pytest.mark.parametrize("record, message", [
     ({"question": "What is 2+2?", "steps": ["2+2=4"], "answer": "4"}, "not a ProsQA question"),
     ({"steps": ["Tom wumpus"]}, "not a ProsQA question"),  # the hand-written question with a step that is no fact

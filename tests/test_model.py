@@ -248,6 +248,7 @@ class Opaque:
     (dict(raw=b"PK\x03\x04" + bytes(300)), "not a readable checkpoint (not a zip archive, which torch.save writes)"),
     (dict(meta=Opaque()), "not a readable checkpoint (holds an object that is not plain data: "),
     (dict(config={"pos_emb": "alibi"}), "bad model config in checkpoint (pos_emb must be 'learned' or 'rope'"),
+    (dict(config={"dropout": 0.1}), "bad model config in checkpoint (trained with dropout, which this model does not have)"),
     (dict(model="NAN"), "tensor 'transformer.wte.weight' holds NaN or infinite values"),
 ])
 def test_bad_checkpoints(tiny_gpt, tmp_path, no_big_model, corrupt, message):
@@ -274,6 +275,18 @@ def test_bad_checkpoints(tiny_gpt, tmp_path, no_big_model, corrupt, message):
     err = str(e.value)
     assert err.startswith(f"{path}: ") and message in err and "\n" not in err, err
     assert "weights_only" not in err and "\x1b" not in err, err
+
+
+def test_checkpoint_naming_no_dropout_loads(tiny_gpt, tmp_path):
+    """Guards older checkpoints, whose config names a dropout of 0: they load, to the same model."""
+    path = str(tmp_path / "m.pt")
+    model = tiny_gpt()
+    save_checkpoint(path, model, {})
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["dropout"] = 0.0
+    torch.save(ckpt, path)
+    loaded, _ = load_checkpoint(path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
 
 def test_unknown_name_is_a_clear_error():

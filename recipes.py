@@ -18,7 +18,8 @@ PAPER = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2
              grad_accum=4, train_frac=1.0, stage0_epochs=None, epochs_per_stage=5, final_epochs=20,
              reset_optimizer=True, markers=True, pad_latent_to_max=True, shuffle_facts=False, mix_prob=0.0,
              rename="off", until=None, patience=0, pretrain_epochs=0, pretrain_queries=8, pretrain_facts=None,
-             pretrain_people=None, pretrain_options=0.0, pretrain_lm=False, pretrain_until=None, icot_delta=8.0, icot_lambda=4.0)
+             pretrain_people=None, pretrain_options=0.0, pretrain_lm=False, pretrain_until=None, pretrain_seed=None,
+             until_loss=None, icot_delta=8.0, icot_lambda=4.0)
 
 # A small transformer from scratch on the word-level vocabulary (every ProsQA concept one
 # token), with the paper's curriculum otherwise: the CPU default for the paper-size sets,
@@ -31,16 +32,20 @@ SMALL = {**PAPER, "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 512, "t
 # from scratch"): a 2-layer, 128-wide model, ProsQA in the compact graph rendering (one token a
 # name, Zhu et al. 2025), rotary positions, batch 128, AdamW 1e-3 kept across stages; first a
 # lookup pretraining (half its queries about a person) that ends once the lookup has formed,
-# the counterpart of starting from a GPT-2 that can already look things up; then the
-# curriculum without <bot>/<eot>, 10% of examples at a random stage, and in the last stage each
-# question under fresh names every epoch. Stages end on their metric, not a fixed count:
-# stage 0 once the written steps go along shortest paths (`until`), a thought stage once its
-# validation accuracy reaches the stage before's best and stops rising (`patience`); the epoch
-# counts are caps.
+# the counterpart of starting from a GPT-2 that can already look things up, made once with its
+# own seed and shared by every --seed as GPT-2 is (the pretraining's seed decides how fast the
+# written steps form); then the curriculum without <bot>/<eot>, 10% of examples at a random
+# stage, and in the last stage each question under fresh names every epoch and the learning
+# rate decaying to 10% (`schedule` last). Stages end on their metric, not a fixed count: stage 0
+# once its training loss falls to `until_loss` (the validation metrics did not tell a ready
+# stage 0 from one whose thoughts fail), a thought stage once its validation accuracy reaches the
+# stage before's best and stops rising (`patience`); the epoch counts are caps, except the last
+# stage's, which is the budget.
 LAPTOP = {**SMALL, "n_head": 4, "n_embd": 128, "render": "graph", "lr": 1e-3, "batch_size": 128,
           "reset_optimizer": False, "markers": False, "shuffle_facts": True, "mix_prob": 0.1, "rename": "last",
-          "pretrain_epochs": 30, "pretrain_people": 0.5, "pretrain_until": 0.95,
-          "until": 0.82, "patience": 2, "stage0_epochs": 40, "epochs_per_stage": 10, "final_epochs": 40}
+          "schedule": "last", "pretrain_epochs": 30, "pretrain_people": 0.5, "pretrain_until": 0.95, "pretrain_seed": 0,
+          "until": None, "until_loss": 0.19, "patience": 2, "stage0_epochs": 40, "epochs_per_stage": 10,
+          "final_epochs": 24}
 
 # Zhu et al. 2025 ("Reasoning by Superposition", args/prosqa_coconut_2l_8h_768d.yaml): their
 # model size from scratch (2 layers, width 768, 8 heads) with the laptop recipe's pretraining,
@@ -63,7 +68,8 @@ SETTINGS = {
     "weight_decay": (float, "AdamW weight decay on matrices"),
     "beta2": (float, "AdamW's second-moment decay (the paper: PyTorch's default 0.999)"),
     "warmup": (int, "optimizer steps of linear learning-rate warm-up at the start of each stage"),
-    "schedule": (("constant", "cosine"), "learning rate within a stage: constant, or cosine decay to 10%"),
+    "schedule": (("constant", "cosine", "last"), "learning rate within a stage: constant, cosine decay to 10% in "
+                                                 "every stage, or in the curriculum's last stage only (last)"),
     "grad_clip": (float, "clip the gradient norm (0: off)"),
     "train_frac": (float, "the share of the training split one epoch uses (a fresh random subset each epoch)"),
     "pad_latent_to_max": (bool, "every example gets the stage's full thought count (the paper's ProsQA setting); "
@@ -80,6 +86,10 @@ SETTINGS = {
     "pretrain_lm": (bool, "the pretraining's loss also covers every token of the facts"),
     "pretrain_until": (float, "the pretraining ends after the first epoch whose lookup metric (a child of the "
                               "person asked about, on validation) reaches this fraction (none: its epoch count)"),
+    "pretrain_seed": (int, "the pretraining's seed (its model's start and data): runs of every --seed then share "
+                           "one pretraining, as the paper's runs share GPT-2 (none: the run's --seed)"),
+    "until_loss": (float, "stage 0 ends once its training loss is at most this (none: no such gate; --until is "
+                          "the other gate)"),
     "icot_delta": (float, "--method icot: written-chain tokens removed per epoch (Deng et al.: 8)"),
     "icot_lambda": (float, "--method icot: removal smoothing, o more tokens with probability ~ exp(-lambda o) "
                            "(theirs: 4; inf: off)"),
@@ -91,7 +101,8 @@ def setting(key, text):
     if key not in SETTINGS:
         raise ValueError(f"--set {key}={text}: no such setting; --set takes {', '.join(sorted(SETTINGS))}")
     kind = SETTINGS[key][0]
-    if text.lower() == "none" and key in ("pretrain_facts", "pretrain_people", "pretrain_until"):
+    if text.lower() == "none" and key in ("pretrain_facts", "pretrain_people", "pretrain_until", "pretrain_seed",
+                                          "until_loss"):
         return None
     if kind is bool:
         if text.lower() not in ("true", "false"):

@@ -58,7 +58,7 @@ RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2
                 "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
                 "reset_optimizer", "shuffle_facts", "rename", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries",
                 "pretrain_until", "until", "patience", "icot_delta", "icot_lambda", "pretrain_lm", "pretrain_facts",
-                "pretrain_people", "pretrain_options")
+                "pretrain_people", "pretrain_options", "pretrain_seed", "until_loss")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init", "pretrained")
 # the metadata train() saves with every checkpoint, checked when one is read back
@@ -242,6 +242,7 @@ def check_args(args):
                         ("mix_prob", 0 <= args.mix_prob <= 1, "[0, 1]"), ("beta2", 0 <= args.beta2 < 1, "[0, 1)"),
                         ("pretrain_until", args.pretrain_until is None or 0 < args.pretrain_until <= 1, "(0, 1]"),
                         ("until", args.until is None or 0 < args.until <= 1, "(0, 1]"),
+                        ("until_loss", args.until_loss is None or args.until_loss > 0, "(0, inf)"),
                         ("pretrain_people", args.pretrain_people is None or 0 <= args.pretrain_people <= 1, "[0, 1]"),
                         ("pretrain_options", 0 <= args.pretrain_options <= 1, "[0, 1]"),
                         ("icot_delta", 0.01 <= args.icot_delta <= 1e4, "[0.01, 10000]")):
@@ -249,6 +250,8 @@ def check_args(args):
             raise ValueError(f"{said(k, getattr(args, k))}: must be in {want}")
     if not 0 <= args.seed < 2**63:  # torch.manual_seed takes a signed 64-bit seed
         raise ValueError(f"--seed {args.seed}: must be in 0..{2**63 - 1}")
+    if args.pretrain_seed is not None and not 0 <= args.pretrain_seed < 2**63:
+        raise ValueError(f"{said('pretrain_seed', args.pretrain_seed)}: must be in 0..{2**63 - 1}")
     if args.n_embd % args.n_head:
         raise ValueError(f"--n-head {args.n_head}: must divide --n-embd {args.n_embd}")
     if args.block_size > 65536:
@@ -279,6 +282,17 @@ def parse_stages(text, max_stage):
     if not 0 <= a <= b <= max_stage + 1:
         raise ValueError(f"--stage {text!r}: need 0 <= first <= last <= {max_stage + 1} (--max-stage {max_stage} + 1)")
     return a, b
+
+
+def stage_schedule(args, stage):
+    """The learning rate's shape in this stage (args: a Namespace or a dict): --set schedule=cosine
+    decays every stage and the pretraining, schedule=last only the curriculum's last (the one
+    final_epochs sizes; a gated stage or the pretraining has no known length to decay over)."""
+    schedule, max_stage = (args.get("schedule", "constant"), args.get("max_stage")) if isinstance(args, dict) \
+        else (args.schedule, args.max_stage)
+    if schedule == "last":
+        return "cosine" if stage >= max_stage else "constant"
+    return schedule
 
 
 def get_lr(step, total, lr, warmup, schedule):
@@ -393,7 +407,7 @@ def new_model(args, enc):
         src = data.encode(enc, "<<")[0]
         model.resize_vocab(enc.n_vocab, [src] * (enc.n_vocab - model.config.vocab_size))
         return model
-    torch.manual_seed(args.seed)
+    torch.manual_seed(pretraining_seed(args) if args.pretrain_epochs else args.seed)  # a pretraining's model is its own
     return GPT(GPTConfig(block_size=args.block_size, vocab_size=enc.n_vocab, n_layer=args.n_layer,
                          n_head=args.n_head, n_embd=args.n_embd, pos_emb=args.pos_emb))
 
@@ -415,7 +429,7 @@ def check_exact_resume(path, ckpt, args):
         new = getattr(args, k)
         same = os.path.normpath(str(old[k])) == os.path.normpath(new) if k == "data_dir" else old[k] == new
         if k == "pretrain_epochs" and not same and m["stage"] == PRETRAIN and not m["stage_done"] \
-                and args.schedule == "constant" and new < m["epoch"]:
+                and stage_schedule(args, PRETRAIN) == "constant" and new < m["epoch"]:
             raise ValueError(f"{path}: --pretrain-epochs {new}: the pretraining has done {m['epoch']} epochs; resume "
                              f"it with at least {m['epoch']} (as many ends it there)")
         if not same:
@@ -428,7 +442,7 @@ def pretraining_may_change(meta, args):
     epochs done; as many as done ends the pretraining there) when the schedule is constant:
     the learning rate then does not depend on the stage's length, and the run is the one a
     fresh start with that --pretrain-epochs would give."""
-    return (meta["stage"] == PRETRAIN and not meta["stage_done"] and args.schedule == "constant"
+    return (meta["stage"] == PRETRAIN and not meta["stage_done"] and stage_schedule(args, PRETRAIN) == "constant"
             and args.pretrain_epochs >= meta["epoch"])
 
 
@@ -437,13 +451,21 @@ def last_stage_may_grow(meta, args):
     may resume with a larger --final-epochs when the schedule is constant: it trains that
     stage on, and ends with the weights of a fresh run given that count (each epoch's data is
     drawn from the seed, the stage and the epoch alone)."""
-    return (meta["stage"] == args.last >= args.max_stage and args.schedule == "constant"
+    return (meta["stage"] == args.last >= args.max_stage and stage_schedule(args, meta["stage"]) == "constant"
             and args.final_epochs >= meta["args"].get("final_epochs", args.final_epochs))
 
 
 def is_run_checkpoint(name):
     """latest.pt, pretrain.pt or stage<s>.pt: the files a run writes, and a new run must not overwrite."""
     return name in ("latest.pt", "pretrain.pt") or (name.startswith("stage") and name.endswith(".pt"))
+
+
+def pretraining_seed(args):
+    """The seed of the lookup pretraining (its model's start and its data; args: a Namespace or a
+    dict): --set pretrain_seed, else the run's --seed. With a pretrain_seed, runs of every --seed
+    share one pretraining, as the paper's runs share GPT-2, and --seed draws the curriculum."""
+    a = args if isinstance(args, dict) else vars(args)
+    return a["seed"] if a.get("pretrain_seed") is None else a["pretrain_seed"]
 
 
 def stage_file(stage):
@@ -479,7 +501,7 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     rank and on a resumed run), bucketed by length so little compute goes to padding.
     With args.shuffle_facts or args.rename each question is rendered afresh (needs enc). The pretraining
     stage (PRETRAIN) lays out lookup queries instead of the curriculum."""
-    rng = random.Random(f"{args.seed}-{stage}-{epoch}")
+    rng = random.Random(f"{pretraining_seed(args) if stage == PRETRAIN else args.seed}-{stage}-{epoch}")
     order = list(range(len(examples)))
     rng.shuffle(order)
     per = epoch_rows(len(examples), args, world)
@@ -590,7 +612,7 @@ def starting_point(args):
 # What shapes a pretraining: a finished pretrain.pt whose run had these same values is the one
 # this run would make (each epoch's data is drawn from the seed, the stage and the epoch alone).
 PRETRAIN_KEYS = ("model", "init", "dataset", "tokenizer", "render", "n_layer", "n_head", "n_embd", "block_size",
-                 "pos_emb", "seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup",
+                 "pos_emb", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "warmup",
                  "grad_clip", "train_frac", "shuffle_facts", "reset_optimizer", "dtype", "pretrain_epochs",
                  "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_options", "pretrain_lm", "pretrain_until")
 
@@ -609,6 +631,8 @@ def find_pretraining(args):
             old = m["args"]
             same = (m["stage"] == PRETRAIN and m["stage_done"] and all(old.get(k, 0.0 if k == "pretrain_options" else None) == getattr(args, k)
                                                                  for k in PRETRAIN_KEYS)  # runs before options had none
+                    and pretraining_seed(old) == pretraining_seed(args)
+                    and stage_schedule(old, PRETRAIN) == stage_schedule(args, PRETRAIN)
                     and os.path.abspath(old["data_dir"]) == os.path.abspath(args.data_dir)
                     and renames(argparse.Namespace(**old), PRETRAIN) == renames(args, PRETRAIN))
         except Exception:  # not a pretraining this run can read: not a match
@@ -754,7 +778,7 @@ def epoch_line(e, n_epochs):
 def stage_end(history, stage, n_epochs, args, lookup):
     """Why a stage ends after its latest epoch, or None to go on. Stage 0 writes the steps the
     thoughts will replace: with --until it ends once they follow shortest paths (the path
-    metric, ProsQA). A thought stage before the curriculum's last ends once its thoughts do what
+    metric, ProsQA), with until_loss once its training loss has fallen that far. A thought stage before the curriculum's last ends once its thoughts do what
     the steps they replace did (its best validation accuracy at least the stage before's best)
     and its accuracy has not risen for --patience epochs. Any stage ends at its epoch count, a
     cap when gated; the last stage runs its count (the budget)."""
@@ -764,6 +788,8 @@ def stage_end(history, stage, n_epochs, args, lookup):
     before = max((h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
     if stage == 0 and args.until is not None and e.get("lookup_path", -1) >= args.until:
         return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
+    if stage == 0 and args.until_loss is not None and e["train_loss"] <= args.until_loss:
+        return f"the written steps are fit (train loss {e['train_loss']:.4f} <= {args.until_loss})"
     if gated and "valid_acc" in e:
         best = max(range(len(entries)), key=lambda i: (entries[i]["valid_acc"], -i))  # the first best epoch
         if len(entries) - 1 - best >= args.patience and entries[best]["valid_acc"] >= before:
@@ -771,9 +797,12 @@ def stage_end(history, stage, n_epochs, args, lookup):
                     f"at epoch {entries[best]['epoch']}, stage {stage - 1}'s best {before:.1%})")
     if e["epoch"] >= n_epochs:
         unformed = stage == 0 and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
+        unfit = stage == 0 and args.until_loss is not None and args.last > 0
         below = gated and e.get("valid_acc", 1) < before
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "
                                        f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else
+                                       f"; WARNING: the written steps are not fit (train loss {e['train_loss']:.4f} > "
+                                       f"{args.until_loss}), the thoughts will replace unlearned steps" if unfit else
                                        "; WARNING: below the stage before's best accuracy" if below else "")
     return None
 
@@ -881,7 +910,8 @@ def train_stage(run, stage, end):
     for epoch in range(first, n_epochs):
         t_epoch = time.time()
         batches = epoch_batches(run.splits["train"], stage, epoch, args, run.sp, run.rank, run.world, run.enc)
-        lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup, args.schedule)  # noqa: E731
+        lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup,
+                                      stage_schedule(args, stage))  # noqa: E731
         desc = f"{stage_name(stage)} epoch {epoch + 1}/{n_epochs}" if master else None
         renew, extra = icot_epoch(args, stage, epoch, steps, run.longest)
         loss, tok_s = train_epoch(run.objective, run.model, run.opt, batches, args, lr_at, run.device, run.ddp, desc,

@@ -735,11 +735,14 @@ def test_the_default_is_the_laptop_recipe():
     import recipes
     args = train.parse_args(["--dataset", "prosqa-small"])
     assert {k: getattr(args, k) for k in recipes.DATASETS["prosqa-small"]} == recipes.DATASETS["prosqa-small"]
-    assert args.pretrain_epochs > 0 and args.render == "graph" and args.until and args.patience and args.max_stage == 3
+    assert args.pretrain_epochs > 0 and args.render == "graph" and args.until_loss and args.patience and args.max_stage == 3
+    assert args.pretrain_seed == 0 and args.schedule == "last"
     mine = train.parse_args(["--dataset", "prosqa-small", "--n-embd", "64", "--rename", "off", "--patience", "0"])
     assert (mine.n_embd, mine.rename, mine.patience, mine.n_head) == (64, "off", 0, 4)
     paper = train.parse_args(["--dataset", "prosqa-small", "--model", "gpt2"])
-    assert (paper.until, paper.patience, paper.pretrain_epochs, paper.epochs_per_stage) == (None, 0, 0, 5)
+    assert (paper.until, paper.until_loss, paper.patience, paper.pretrain_epochs, paper.epochs_per_stage) == \
+        (None, None, 0, 0, 5)
+    assert paper.pretrain_seed is None and paper.schedule == "constant"
 
 
 def test_stage_end_says_why():
@@ -747,7 +750,7 @@ def test_stage_end_says_why():
     metric), and warns when its cap comes first; a middle stage ends after --patience epochs
     without a new best validation accuracy, once its best reaches the stage before's best
     (else it trains to its cap, and warns); the last stage runs its count."""
-    args = train.parse_args(["--dataset", "prosqa-small", "--until", "0.8", "--patience", "2"])
+    args = train.parse_args(["--dataset", "prosqa-small", "--until", "0.8", "--set", "until_loss=none", "--patience", "2"])
 
     def end(rows, stage, n, before=()):  # before: the stage before's validation accuracies
         history = [{"stage": stage - 1, "epoch": i + 1, "valid_acc": a} for i, a in enumerate(before)]
@@ -764,6 +767,23 @@ def test_stage_end_says_why():
     assert end(accs, 1, 8, before=(0.7, 0.65)) is None  # below what the written step did: not formed yet
     assert end(accs, 1, 4, before=(0.7,)) == "4 epochs; WARNING: below the stage before's best accuracy"
     assert end(accs, 3, 60) is None and end(accs, 3, 4) == "4 epochs"
+    args.until, args.until_loss = None, 0.19  # the laptop recipe's stage-0 gate: its training loss
+    assert end([{"train_loss": 0.2}], 0, 40) is None
+    assert end([{"train_loss": 0.19}], 0, 40) == "the written steps are fit (train loss 0.1900 <= 0.19)"
+    assert end([{"train_loss": 0.25}] * 3, 0, 3) == ("3 epochs; WARNING: the written steps are not fit (train loss "
+                                                     "0.2500 > 0.19), the thoughts will replace unlearned steps")
+
+
+def test_schedule_per_stage():
+    """Guards --set schedule: cosine decays every stage and the pretraining, last only the
+    curriculum's last stage (the one final_epochs sizes); and get_lr's shapes."""
+    for schedule, want in (("constant", ["constant"] * 5), ("cosine", ["cosine"] * 5),
+                           ("last", ["constant"] * 4 + ["cosine"])):
+        args = train.parse_args(["--dataset", "prosqa-small", "--set", f"schedule={schedule}"])
+        assert [train.stage_schedule(args, s) for s in (train.PRETRAIN, 0, 1, 2, 3)] == want, schedule
+        assert train.stage_schedule(vars(args), 3) == want[-1]
+    assert [train.get_lr(s, 100, 1.0, 10, "constant") for s in (0, 9, 10, 99)] == [0.1, 1.0, 1.0, 1.0]
+    assert train.get_lr(10, 100, 1.0, 10, "cosine") == 1.0 and train.get_lr(100, 100, 1.0, 10, "cosine") == pytest.approx(0.1)
 
 
 def test_gated_stages_end_on_their_metric_and_resume_exactly(prosqa_dir, tmp_path, monkeypatch, capsys):
@@ -808,6 +828,15 @@ def test_a_finished_pretraining_is_found_and_reused(prosqa_dir, tmp_path, capsys
         "--stage", "0", "--method", "cot")
     assert_close(weights(tmp_path / "cot" / "stage0.pt"), weights(tmp_path / "given" / "stage0.pt"), rtol=0, atol=0)
     assert [h["stage"] for h in run(prosqa_dir, tmp_path / "seed1", *flags, "--seed", "1")] == [-1, 0]
+    # --set pretrain_seed: a pretraining of its own seed, the same for every --seed, and reused by them
+    shared = [*flags, "--set", "pretrain_seed=0"]
+    run(prosqa_dir, tmp_path / "elsewhere" / "own", *shared, "--seed", "1")
+    assert_close(weights(tmp_path / "elsewhere" / "own" / "pretrain.pt"), weights(tmp_path / "coconut" / "pretrain.pt"),
+                 rtol=0, atol=0)
+    capsys.readouterr()
+    assert [h["stage"] for h in run(prosqa_dir, tmp_path / "shared1", *shared, "--seed", "1")] == [-1, 0]
+    assert "pretrain.pt (a finished pretraining with this run's flags, reused" in capsys.readouterr().out
+    assert not (tmp_path / "shared1" / "pretrain.pt").exists()
     run(prosqa_dir, tmp_path / "cut", *GRAPH, "--pretrain-epochs", "2", "--stage", "pre")
     os.remove(tmp_path / "cut" / "pretrain.pt")  # only latest.pt, mid-pretraining: not a finished one
     assert [h["stage"] for h in run(prosqa_dir, tmp_path / "again", *GRAPH, "--pretrain-epochs", "2",

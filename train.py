@@ -213,8 +213,8 @@ def parser():
     p.add_argument("--out", default=None, help="run folder (default out/<dataset>-<method>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest.pt, with the run's own flags (a flag given may change "
-                        "what keeps the resume exact: device, threads, scoring, the stage range); with the constant "
-                        "schedule a larger --final-epochs trains the last stage on, even a finished one")
+                        "what keeps the resume exact: device, threads, scoring, the stage range); with a constant last "
+                        "stage a larger --final-epochs trains it on, even a finished one")
     return p
 
 

@@ -288,11 +288,10 @@ def stage_schedule(args, stage):
     """The learning rate's shape in this stage (args: a Namespace or a dict): --set schedule=cosine
     decays every stage and the pretraining, schedule=last only the curriculum's last (the one
     final_epochs sizes; a gated stage or the pretraining has no known length to decay over)."""
-    schedule, max_stage = (args.get("schedule", "constant"), args.get("max_stage")) if isinstance(args, dict) \
-        else (args.schedule, args.max_stage)
-    if schedule == "last":
-        return "cosine" if stage >= max_stage else "constant"
-    return schedule
+    a = args if isinstance(args, dict) else vars(args)
+    if a.get("schedule", "constant") == "last":
+        return "cosine" if stage >= a["max_stage"] and stage == a.get("last", stage) else "constant"
+    return a.get("schedule", "constant")
 
 
 def get_lr(step, total, lr, warmup, schedule):
@@ -778,9 +777,10 @@ def epoch_line(e, n_epochs):
 def stage_end(history, stage, n_epochs, args, lookup):
     """Why a stage ends after its latest epoch, or None to go on. Stage 0 writes the steps the
     thoughts will replace: with --until it ends once they follow shortest paths (the path
-    metric, ProsQA), with until_loss once its training loss has fallen that far. A thought stage before the curriculum's last ends once its thoughts do what
-    the steps they replace did (its best validation accuracy at least the stage before's best)
-    and its accuracy has not risen for --patience epochs. Any stage ends at its epoch count, a
+    metric, ProsQA), with until_loss once its training loss has fallen that far. A thought
+    stage before the curriculum's last ends once its thoughts do what the steps they replace
+    did (its best validation accuracy at least the stage before's best) and its accuracy has
+    not risen for --patience epochs. Any stage ends at its epoch count, a
     cap when gated; the last stage runs its count (the budget)."""
     entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]

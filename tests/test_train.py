@@ -782,6 +782,8 @@ def test_schedule_per_stage():
         args = train.parse_args(["--dataset", "prosqa-small", "--set", f"schedule={schedule}"])
         assert [train.stage_schedule(args, s) for s in (train.PRETRAIN, 0, 1, 2, 3)] == want, schedule
         assert train.stage_schedule(vars(args), 3) == want[-1]
+    past = train.parse_args(["--dataset", "prosqa-small", "--stage", "0..4"])  # stage 4 drops every step: the last
+    assert [train.stage_schedule(past, s) for s in (3, 4)] == ["constant", "cosine"]
     assert [train.get_lr(s, 100, 1.0, 10, "constant") for s in (0, 9, 10, 99)] == [0.1, 1.0, 1.0, 1.0]
     assert train.get_lr(10, 100, 1.0, 10, "cosine") == 1.0 and train.get_lr(100, 100, 1.0, 10, "cosine") == pytest.approx(0.1)
 

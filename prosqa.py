@@ -205,7 +205,7 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
     graph = record.get("render") == "graph"
     ids = enc.encode_ordinary(lookup_context(facts, roots, graph))
     labels = list(ids) if lm else [IGNORE] * len(ids)
-    names = sorted({n for f in facts for n in f})
+    names = sorted({n for f in facts for n in f}) if options else []  # what an offer may draw besides the child
     persons = [x for x in sources if x in roots]
     concepts = [x for x in sources if x not in roots]
     for _ in range(n_queries):
@@ -214,9 +214,8 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
         else:
             x = rng.choice(persons if rng.random() < people else concepts)
         c = rng.choice(children[x])
-        offer = None
-        others = [n for n in names if n != x and n not in children[x]]
-        if options and others and rng.random() < options:
+        offer, others = None, [n for n in names if n != x and n not in children[x]]
+        if others and rng.random() < options:
             offer = [c, rng.choice(others)]
             rng.shuffle(offer)
         prompt, answer, end = (enc.encode_ordinary(t) for t in lookup_query(x, c, roots, graph, offer))

@@ -411,11 +411,15 @@ def new_model(args, enc):
                          n_head=args.n_head, n_embd=args.n_embd, pos_emb=args.pos_emb))
 
 
+# What a checkpoint older than a flag meant by leaving it out: the value runs had before it.
+BEFORE_FLAG = {"render": "text", "markers": True, "pretrain_options": 0.0}
+
+
 def check_same_model(path, ckpt, args, skip=()):
     """A run continues only from a checkpoint of the same model and method."""
     old = ckpt["meta"]["args"]
     for k in (k for k in SAME_MODEL if k not in skip):
-        if old.get(k, {"render": "text", "markers": True}.get(k)) != getattr(args, k):  # as runs before the flag
+        if old.get(k, BEFORE_FLAG.get(k)) != getattr(args, k):
             raise ValueError(f"{path}: checkpoint from a different run ({k}={old.get(k)!r}, asked for {getattr(args, k)!r})")
 
 
@@ -628,8 +632,8 @@ def find_pretraining(args):
         try:
             m = read_meta(path)
             old = m["args"]
-            same = (m["stage"] == PRETRAIN and m["stage_done"] and all(old.get(k, 0.0 if k == "pretrain_options" else None) == getattr(args, k)
-                                                                 for k in PRETRAIN_KEYS)  # runs before options had none
+            same = (m["stage"] == PRETRAIN and m["stage_done"]
+                    and all(old.get(k, BEFORE_FLAG.get(k)) == getattr(args, k) for k in PRETRAIN_KEYS)
                     and pretraining_seed(old) == pretraining_seed(args)
                     and stage_schedule(old, PRETRAIN) == stage_schedule(args, PRETRAIN)
                     and os.path.abspath(old["data_dir"]) == os.path.abspath(args.data_dir)
@@ -780,8 +784,8 @@ def stage_end(history, stage, n_epochs, args, lookup):
     metric, ProsQA), with until_loss once its training loss has fallen that far. A thought
     stage before the curriculum's last ends once its thoughts do what the steps they replace
     did (its best validation accuracy at least the stage before's best) and its accuracy has
-    not risen for --patience epochs. Any stage ends at its epoch count, a
-    cap when gated; the last stage runs its count (the budget)."""
+    not risen for --patience epochs. Any stage ends at its epoch count, a cap when gated; the
+    last stage runs its count (the budget)."""
     entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]
     gated = 0 < stage < args.max_stage and args.patience  # a middle thought stage, gated on its accuracy
@@ -898,7 +902,7 @@ def train_stage(run, stage, end):
     has done its work (stage_end, pretraining_end). A fresh optimizer per stage unless
     --no-reset-optimizer; a resumed stage goes on with its saved one."""
     args, start, master = run.args, run.start, run.rank == 0
-    n_epochs, t_stage = epochs_of(stage, args), time.time()
+    n_epochs, t_stage, schedule = epochs_of(stage, args), time.time(), stage_schedule(args, stage)
     steps = math.ceil(math.ceil(epoch_rows(len(run.splits["train"]), args, run.world) / args.batch_size) / args.grad_accum)
     first = start.epoch if stage == start.stage else 0
     if run.opt is None or args.reset_optimizer:
@@ -910,8 +914,7 @@ def train_stage(run, stage, end):
     for epoch in range(first, n_epochs):
         t_epoch = time.time()
         batches = epoch_batches(run.splits["train"], stage, epoch, args, run.sp, run.rank, run.world, run.enc)
-        lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup,
-                                      stage_schedule(args, stage))  # noqa: E731
+        lr_at = lambda step: get_lr(epoch * steps + step, steps * n_epochs, args.lr, args.warmup, schedule)  # noqa: E731
         desc = f"{stage_name(stage)} epoch {epoch + 1}/{n_epochs}" if master else None
         renew, extra = icot_epoch(args, stage, epoch, steps, run.longest)
         loss, tok_s = train_epoch(run.objective, run.model, run.opt, batches, args, lr_at, run.device, run.ddp, desc,

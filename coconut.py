@@ -35,7 +35,6 @@ from prosqa import read_graph
 
 # Coconut, then the baselines of the paper's Table 1
 METHODS = ("coconut", "no-curriculum", "no-thought", "pause-as-thought", "cot", "no-cot", "pause", "icot")
-PRETRAIN = -1  # the stage number of train.py's lookup pretraining, before stage 0 (no curriculum: no question asked)
 
 # ----------------------------------------------------------------------------- 1. curriculum
 

@@ -574,6 +574,17 @@ def save_checkpoint(path, model, meta, extra=None):
     atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
+def read_meta(path):
+    """A train.py checkpoint's metadata, read without its tensors (mmap), or None where the file
+    is missing or unreadable (a full read, load_run, then says why)."""
+    try:
+        check_checkpoint_zip(path)
+        meta = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["meta"]
+        return meta if isinstance(meta, dict) else None
+    except Exception:  # torch raises many types for a damaged file
+        return None
+
+
 def load_checkpoint(path, device="cpu", meta=None):
     """(model, checkpoint dict) from save_checkpoint's file, with one-line errors for a
     missing, corrupt or mismatched file. Loads with weights_only=True: no pickled code. The

@@ -122,3 +122,27 @@ def recipe(model, dataset):
     """The settings of a run before its flags: the preset, with the dataset's recipe over the
     small one."""
     return {"max_stage": 6, **PRESETS[model], **(DATASETS.get(dataset, {}) if model == "small" else {})}
+
+
+# ----------------------------------------------------------------------------- what a setting means in a stage
+# (args: a run's argparse.Namespace, or the dict a checkpoint stores)
+
+# What a checkpoint older than a setting meant by leaving it out: the value runs had before it.
+BEFORE_FLAG = {"render": "text", "markers": True, "pretrain_options": 0.0}
+
+
+def stage_schedule(args, stage):
+    """The learning rate's shape in this stage: schedule cosine decays every stage and the
+    pretraining, schedule last only the curriculum's last (the one final_epochs sizes; a gated
+    stage or the pretraining has no known length to decay over)."""
+    a = args if isinstance(args, dict) else vars(args)
+    if a.get("schedule", "constant") == "last":
+        return "cosine" if stage >= a["max_stage"] and stage == a.get("last", stage) else "constant"
+    return a.get("schedule", "constant")
+
+
+def renames(args, stage):
+    """Whether --rename gives this stage's questions fresh names: in every stage and the
+    pretraining ("all"), or in the curriculum's last stage ("last")."""
+    a = args if isinstance(args, dict) else vars(args)
+    return a.get("rename", "off") == "all" or (a.get("rename") == "last" and stage >= a["max_stage"])

@@ -31,6 +31,7 @@ from dataclasses import replace
 import coconut
 from data import encode, encoding_from_state, extract_answer, read_split, special_ids, tokenize
 from model import load_checkpoint, pick_device, set_threads
+import pretrain
 from prosqa import RENDERS, has_graphs, name_pools, need_graphs, read_graph, rename, render
 from prosqa_gen import shortest_paths
 
@@ -343,7 +344,7 @@ def check_run_args(path, targs, stage):
     if n is not None and (type(n) is not int or n < 1):
         raise ValueError(f"{path}: checkpoint arg 'max_new_tokens' is {n!r}, not a positive integer: "
                          f"not written by train.py?")
-    if stage == coconut.PRETRAIN:
+    if stage == pretrain.STAGE:
         raise ValueError(f"{path}: the lookup pretraining's checkpoint (train.py --stage pre), which answers no "
                          f"question: start a run from it with train.py --pretrained {path}, and sample that run's "
                          f"stage<k>.pt")

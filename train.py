@@ -34,31 +34,28 @@ from tqdm import tqdm
 
 import coconut
 import data
-from files import check_checkpoint_zip, write_json
-from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, save_checkpoint, set_threads
+from files import write_json
+from model import GPT, GPTConfig, describe_device, load_checkpoint, pick_device, read_meta, save_checkpoint, set_threads
+import pretrain
 import prosqa
 from prosqa_gen import GENERATED
-from recipes import PRESETS, SETTINGS, recipe, setting
+from recipes import BEFORE_FLAG, PRESETS, SETTINGS, recipe, renames, setting, stage_schedule
 
-PRETRAIN = coconut.PRETRAIN  # the stage number of the lookup pretraining (--pretrain-epochs), before stage 0
+PRETRAIN = pretrain.STAGE  # the stage number of the lookup pretraining (pretrain.py), before stage 0
 
 # Printed when the paper-size set trains on a CPU (the lab notebook has the runs).
 CPU_NOTE = ("note: paper-size ProsQA is a GPU experiment; on a CPU the small model stays near chance within an "
             "hour (EXPERIMENTS.md). The laptop-scale set: python train.py --dataset prosqa-small")
 
 
-# What --resume may change. check_same_model refuses another model or method (SAME_MODEL).
-# An exact resume (the weights of an uninterrupted run) also needs every flag that changes the
-# training numbers or data to match the checkpoint's (RESUME_FIXED). The rest only say where
-# and how fast the run goes, what is scored, and which stages run (RESUME_FREE); the model's
-# shape and context come from the checkpoint, so block_size and --init are ignored there.
+# What --resume may change, the nanoGPT way: the run goes on with the arguments its checkpoint
+# stores, and a flag given may change only where it keeps the resume exact (the weights of an
+# uninterrupted run): where and how fast the run goes, what is scored, and which stages run
+# (RESUME_FREE); the model's shape and context come from the checkpoint, so block_size and
+# --init are ignored there. check_same_model refuses another model or method (SAME_MODEL);
+# check_exact_resume refuses a change to any other argument, naming it.
 SAME_MODEL = ("model", "method", "dataset", "tokenizer", "c_thought", "max_stage", "n_layer", "n_head", "n_embd", "pos_emb",
               "render", "markers")
-RESUME_FIXED = ("seed", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "schedule", "warmup", "grad_clip",
-                "train_frac", "mix_prob", "data_dir", "epochs_per_stage", "stage0_epochs", "final_epochs",
-                "reset_optimizer", "shuffle_facts", "rename", "pad_latent_to_max", "dtype", "pretrain_epochs", "pretrain_queries",
-                "pretrain_until", "until", "patience", "icot_delta", "icot_lambda", "pretrain_lm", "pretrain_facts",
-                "pretrain_people", "pretrain_options", "pretrain_seed", "until_loss")
 RESUME_FREE = ("device", "threads", "compile", "eval_n", "max_new_tokens", "out", "stage", "first", "last", "resume",
                "block_size", "init", "pretrained")
 # the metadata train() saves with every checkpoint, checked when one is read back
@@ -128,17 +125,6 @@ def parse_args(argv=None):
     if args.last == PRETRAIN and not args.pretrain_epochs:
         raise ValueError("--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N")
     return args
-
-
-def read_meta(path):
-    """A train.py checkpoint's metadata, read without its tensors (mmap), or None where the file
-    is missing or unreadable (a full read, load_run, then says why)."""
-    try:
-        check_checkpoint_zip(path)
-        meta = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["meta"]
-        return meta if isinstance(meta, dict) else None
-    except Exception:  # torch raises many types for a damaged file
-        return None
 
 
 def parser():
@@ -284,16 +270,6 @@ def parse_stages(text, max_stage):
     return a, b
 
 
-def stage_schedule(args, stage):
-    """The learning rate's shape in this stage (args: a Namespace or a dict): --set schedule=cosine
-    decays every stage and the pretraining, schedule=last only the curriculum's last (the one
-    final_epochs sizes; a gated stage or the pretraining has no known length to decay over)."""
-    a = args if isinstance(args, dict) else vars(args)
-    if a.get("schedule", "constant") == "last":
-        return "cosine" if stage >= a["max_stage"] and stage == a.get("last", stage) else "constant"
-    return a.get("schedule", "constant")
-
-
 def get_lr(step, total, lr, warmup, schedule):
     """Linear warmup, then constant (the paper) or cosine decay to 10% within a stage."""
     if step < warmup:
@@ -378,19 +354,13 @@ def memory_bytes():
 
 
 def check_graphs(args, splits, enc, pretraining):
-    """The ProsQA-only options meet ProsQA records: --rename, and a pretraining, every record of
-    which must fit the model's context with its pretrain_queries queries."""
+    """The ProsQA-only options meet ProsQA records: --rename, and a pretraining (pretrain.check)."""
     source = os.path.join(args.data_dir, f"{args.dataset}_train.json")
     records = [r for r, _ in splits["train"]]
     if args.rename != "off":
         prosqa.need_graphs(records, source, f"--rename {args.rename}")
     if pretraining:
-        prosqa.need_graphs(records, source, "--pretrain-epochs")
-        for i, r in enumerate(records):
-            if (n := prosqa.lookup_length(enc, r, args.pretrain_queries, args.pretrain_options > 0)) > args.block_size:
-                raise data.DataError(f"{source}: record {i}: its pretraining sequence (the facts and --set pretrain_queries="
-                                     f"{args.pretrain_queries} queries) can reach {n} tokens, past the model's context "
-                                     f"of {args.block_size}")
+        pretrain.check(args, records, enc, source)
 
 
 def new_model(args, enc):
@@ -406,13 +376,9 @@ def new_model(args, enc):
         src = data.encode(enc, "<<")[0]
         model.resize_vocab(enc.n_vocab, [src] * (enc.n_vocab - model.config.vocab_size))
         return model
-    torch.manual_seed(pretraining_seed(args) if args.pretrain_epochs else args.seed)  # a pretraining's model is its own
+    torch.manual_seed(pretrain.seed(args) if args.pretrain_epochs else args.seed)  # a pretraining's model is its own
     return GPT(GPTConfig(block_size=args.block_size, vocab_size=enc.n_vocab, n_layer=args.n_layer,
                          n_head=args.n_head, n_embd=args.n_embd, pos_emb=args.pos_emb))
-
-
-# What a checkpoint older than a flag meant by leaving it out: the value runs had before it.
-BEFORE_FLAG = {"render": "text", "markers": True, "pretrain_options": 0.0}
 
 
 def check_same_model(path, ckpt, args, skip=()):
@@ -424,11 +390,14 @@ def check_same_model(path, ckpt, args, skip=()):
 
 
 def check_exact_resume(path, ckpt, args):
-    """--resume ends with the weights of an uninterrupted run only if nothing in RESUME_FIXED
-    changed; name the first flag that did. (A checkpoint older than a flag does not store it.)"""
+    """--resume ends with the weights of an uninterrupted run only if no argument outside
+    SAME_MODEL and RESUME_FREE changed (a larger --pretrain-epochs or --final-epochs may, where
+    pretrain.may_change or last_stage_may_grow says so); name the first that did, in
+    alphabetical order. (A checkpoint older than a flag does not store it.)"""
     old, m = ckpt["meta"]["args"], ckpt["meta"]
-    free = {"pretrain_epochs": pretraining_may_change(m, args), "final_epochs": last_stage_may_grow(m, args)}
-    for k in (k for k in RESUME_FIXED if k in old and not free.get(k)):
+    free = {"pretrain_epochs": pretrain.may_change(m, args), "final_epochs": last_stage_may_grow(m, args)}
+    fixed = sorted(set(old) & set(vars(args)) - set(SAME_MODEL) - set(RESUME_FREE))
+    for k in (k for k in fixed if not free.get(k)):
         new = getattr(args, k)
         same = os.path.normpath(str(old[k])) == os.path.normpath(new) if k == "data_dir" else old[k] == new
         if k == "pretrain_epochs" and not same and m["stage"] == PRETRAIN and not m["stage_done"] \
@@ -438,15 +407,6 @@ def check_exact_resume(path, ckpt, args):
         if not same:
             raise ValueError(f"{path}: {said(k, repr(new))} differs from the run's {old[k]!r}; an exact "
                              f"resume needs the same value (to change it, start a new run with another --out)")
-
-
-def pretraining_may_change(meta, args):
-    """A run still in its pretraining may resume with another --pretrain-epochs (at least the
-    epochs done; as many as done ends the pretraining there) when the schedule is constant:
-    the learning rate then does not depend on the stage's length, and the run is the one a
-    fresh start with that --pretrain-epochs would give."""
-    return (meta["stage"] == PRETRAIN and not meta["stage_done"] and stage_schedule(args, PRETRAIN) == "constant"
-            and args.pretrain_epochs >= meta["epoch"])
 
 
 def last_stage_may_grow(meta, args):
@@ -463,16 +423,8 @@ def is_run_checkpoint(name):
     return name in ("latest.pt", "pretrain.pt") or (name.startswith("stage") and name.endswith(".pt"))
 
 
-def pretraining_seed(args):
-    """The seed of the lookup pretraining (its model's start and its data; args: a Namespace or a
-    dict): --set pretrain_seed, else the run's --seed. With a pretrain_seed, runs of every --seed
-    share one pretraining, as the paper's runs share GPT-2, and --seed draws the curriculum."""
-    a = args if isinstance(args, dict) else vars(args)
-    return a["seed"] if a.get("pretrain_seed") is None else a["pretrain_seed"]
-
-
 def stage_file(stage):
-    return "pretrain.pt" if stage == PRETRAIN else f"stage{stage}.pt"
+    return pretrain.FILE if stage == PRETRAIN else f"stage{stage}.pt"
 
 
 def stage_name(stage):
@@ -482,12 +434,6 @@ def stage_name(stage):
 def epoch_rows(n_examples, args, world):
     """Examples each rank sees per epoch: train_frac of the split, shared equally."""
     return max(1, int(n_examples * args.train_frac)) // world
-
-
-def renames(args, stage):
-    """Whether --rename gives this stage's questions fresh names: in every stage and the
-    pretraining ("all"), or in the curriculum's last stage ("last")."""
-    return args.rename == "all" or (args.rename == "last" and stage >= args.max_stage)
 
 
 def fresh(record, rng, args, pools):
@@ -504,7 +450,7 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     rank and on a resumed run), bucketed by length so little compute goes to padding.
     With args.shuffle_facts or args.rename each question is rendered afresh (needs enc). The pretraining
     stage (PRETRAIN) lays out lookup queries instead of the curriculum."""
-    rng = random.Random(f"{pretraining_seed(args) if stage == PRETRAIN else args.seed}-{stage}-{epoch}")
+    rng = random.Random(f"{pretrain.seed(args) if stage == PRETRAIN else args.seed}-{stage}-{epoch}")
     order = list(range(len(examples)))
     rng.shuffle(order)
     per = epoch_rows(len(examples), args, world)
@@ -513,9 +459,7 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     pools = prosqa.name_pools([r for r, _ in examples]) if renames(args, stage) else None
     if stage == PRETRAIN:
         recs = [fresh(examples[i][0], rng, args, pools) or examples[i][0] for i in mine]
-        rows = [prosqa.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts,
-                                   args.pretrain_people, args.pretrain_options) + (None,)
-                for r in recs]
+        rows = [layout + (None,) for layout in pretrain.layouts(recs, rng, args, enc)]
     else:
         curriculum = coconut.Curriculum.of_run(vars(args), stage)
         mix = args.mix_prob if stage > 0 else 0.0  # stage 0 is never mixed
@@ -574,7 +518,7 @@ def starting_point(args):
         if stage < args.first and not (stage == PRETRAIN and args.first == 0):  # the pretraining precedes stage 0
             raise ValueError(f"{path}: run is at stage {stage}, before --stage {args.stage}")
         return Start(stage, epoch, model, ckpt, path, m["history"])
-    pretrained = args.pretrained or (args.first == 0 <= args.last and args.pretrain_epochs and find_pretraining(args))
+    pretrained = args.pretrained or (args.first == 0 <= args.last and args.pretrain_epochs and pretrain.find(args))
     if pretrained:
         if args.first > 0:
             raise ValueError(f"--pretrained {args.pretrained}: starts stage 0 from a finished pretraining, so it needs "
@@ -610,39 +554,6 @@ def starting_point(args):
         return Start(args.first, 0, model, ckpt, path, ckpt["meta"]["history"])
     refuse_overwrite(args)
     return Start(PRETRAIN if args.pretrain_epochs else 0)
-
-
-# What shapes a pretraining: a finished pretrain.pt whose run had these same values is the one
-# this run would make (each epoch's data is drawn from the seed, the stage and the epoch alone).
-PRETRAIN_KEYS = ("model", "init", "dataset", "tokenizer", "render", "n_layer", "n_head", "n_embd", "block_size",
-                 "pos_emb", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "warmup",
-                 "grad_clip", "train_frac", "shuffle_facts", "reset_optimizer", "dtype", "pretrain_epochs",
-                 "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_options", "pretrain_lm", "pretrain_until")
-
-
-def find_pretraining(args):
-    """A finished pretrain.pt in a sibling of the run folder (out/*/pretrain.pt) made with
-    the same pretraining flags and data, or None: every method then starts from one
-    pretraining, made once. Only metadata is read; an unreadable file is passed over."""
-    parent = os.path.dirname(os.path.abspath(args.out))
-    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
-        path = os.path.join(parent, name, "pretrain.pt")
-        if os.path.abspath(os.path.join(parent, name)) == os.path.abspath(args.out) or not os.path.isfile(path):
-            continue
-        try:
-            m = read_meta(path)
-            old = m["args"]
-            same = (m["stage"] == PRETRAIN and m["stage_done"]
-                    and all(old.get(k, BEFORE_FLAG.get(k)) == getattr(args, k) for k in PRETRAIN_KEYS)
-                    and pretraining_seed(old) == pretraining_seed(args)
-                    and stage_schedule(old, PRETRAIN) == stage_schedule(args, PRETRAIN)
-                    and os.path.abspath(old["data_dir"]) == os.path.abspath(args.data_dir)
-                    and renames(argparse.Namespace(**old), PRETRAIN) == renames(args, PRETRAIN))
-        except Exception:  # not a pretraining this run can read: not a match
-            continue
-        if same:
-            return os.path.relpath(path)
-    return None
 
 
 def plain_cot_stage0(a):
@@ -857,7 +768,7 @@ def train(args):
     if run is None:  # a resumed run that is already done
         return start.model, start.history
     if run.start.stage == PRETRAIN:
-        train_stage(run, PRETRAIN, pretraining_end)  # writes pretrain.pt, which stage 0 goes on from
+        train_stage(run, PRETRAIN, pretrain.end)  # writes pretrain.pt, which stage 0 goes on from
     for stage in range(max(run.start.stage, 0), args.last + 1):
         train_stage(run, stage, stage_end)
     if run.rank == 0 and args.last != PRETRAIN:  # the final model on the test split, and the per-stage summary
@@ -899,7 +810,7 @@ def setup(args):
 
 def train_stage(run, stage, end):
     """One stage, epoch by epoch: train, validate, save; end(epochs so far, ...) says when it
-    has done its work (stage_end, pretraining_end). A fresh optimizer per stage unless
+    has done its work (stage_end, pretrain.end). A fresh optimizer per stage unless
     --no-reset-optimizer; a resumed stage goes on with its saved one."""
     args, start, master = run.args, run.start, run.rank == 0
     n_epochs, t_stage, schedule = epochs_of(stage, args), time.time(), stage_schedule(args, stage)
@@ -949,15 +860,6 @@ def icot_epoch(args, stage, epoch, steps, longest):
         return frozenset(), {}
     renew = coconut.icot_renewals(epoch, steps, args.icot_delta, longest) if args.reset_optimizer else frozenset()
     return renew, {"removed": coconut.icot_removed((epoch + 1) * steps - 1, steps, args.icot_delta)}
-
-
-def pretraining_end(history, stage, n_epochs, args, lookup):
-    """Why the pretraining ends after its latest epoch: the lookup has formed (pretrain_until),
-    or its epochs are done; None to go on."""
-    e = history[-1]
-    if args.pretrain_until is not None and e.get("lookup_child", 0) >= args.pretrain_until:
-        return f"the lookup has formed (child {e['lookup_child']:.1%})"
-    return f"{n_epochs} epochs" if e["epoch"] >= n_epochs else None
 
 
 def summarize(history):

@@ -3,7 +3,9 @@ ProsQA questions as graphs (Hao et al. 2024, section 4; the generator is prosqa_
 question back from either rendering (the paper's sentences, or the compact graph rendering of
 Zhu et al. 2025), render it, give it fresh names or a fresh order of facts, and lay out the
 lookup pretraining that teaches a model from scratch to read its facts. One parser per rendering
-(read_graph); train.py and sample.py reach ProsQA through this file only.
+(read_graph); train.py and sample.py reach ProsQA through this file only. ProntoQA's questions
+are graphs too (is-a rules, and properties at the leaves): read_prontoqa reads its sentences,
+and the graph rendering writes them compactly, so that the same pretraining reads its facts.
 
     python train.py --dataset prosqa-small   # the graph rendering, renaming and the lookup pretraining
 """
@@ -12,7 +14,7 @@ import re
 from dataclasses import dataclass, replace
 
 from data import IGNORE, DataError
-from prosqa_gen import CONCEPTS, PEOPLE
+from prosqa_gen import CONCEPTS, PEOPLE, parse_sentence, sentences_of
 
 RENDERS = ("text", "graph")
 FACT = re.compile(r"(?:Every )?(\S+) is a (\S+)\.")  # "Every X is a Y." or "P is a Y."
@@ -24,9 +26,9 @@ class Graph:
     """What a ProsQA question says, read back from either rendering."""
     facts: list  # (parent, child) name pairs, in the order they are stated
     person: str  # the person asked about
-    candidates: tuple  # the two concepts offered, in the order offered
+    candidates: tuple  # the two concepts offered, in the order offered (ProntoQA: the one property asked)
     path: list  # the names the steps reach (empty for a question without steps)
-    answer: str  # the concept the answer names ("" without an answer)
+    answer: str  # the concept the answer names (ProntoQA: the property the steps reach; "" without either)
 
     def children(self):
         out = {}
@@ -61,16 +63,20 @@ def split_question(question: str):
 
 
 def read_graph(record: dict) -> Graph:
-    """The Graph of a ProsQA record in the paper's sentences or in the graph rendering;
-    ValueError for a record that is neither."""
+    """The Graph of a ProsQA record in the paper's sentences or in the graph rendering, or of
+    a ProntoQA record in the graph rendering; ValueError for a record that is none of these."""
     q = record["question"]
     if record.get("render") == "graph":
         facts, _, ask = q.rpartition(" [Q] ")
-        m = re.fullmatch(r"(\S+) (\S+) \[R\] (\S+)", ask)
+        m = re.fullmatch(r"(\S+)(?: (\S+))? \[R\] (\S+)", ask)
         pairs = re.findall(r"(\S+) (\S+) \|", facts)
         if m is None or len(pairs) * 3 != len(facts.split()):
-            raise ValueError("not a graph-rendered ProsQA question ('u v | ... [Q] a b [R] person')")
-        return Graph(pairs, m[3], (m[1], m[2]), list(record["steps"]), record["answer"])
+            raise ValueError("not a graph-rendered ProsQA question ('u v | ... [Q] a b [R] person') or ProntoQA "
+                             "question ('u v | ... [Q] property [R] person')")
+        path = list(record["steps"])
+        if m[2] is None:  # ProntoQA: one property asked, answered True or False
+            return Graph(pairs, m[3], (m[1],), path, path[-1] if path else "")
+        return Graph(pairs, m[3], (m[1], m[2]), path, record["answer"])
     sentences, m = split_question(q)
     facts = [FACT.fullmatch(x) for x in sentences]
     steps = [FACT.fullmatch(x.strip()) for x in record["steps"]]
@@ -78,6 +84,35 @@ def read_graph(record: dict) -> Graph:
     if m is None or not all(facts) or not all(steps) or (record["answer"].strip() and answer is None):
         raise ValueError("not a ProsQA question ('Every X is a Y.' / 'P is a Y.' facts, then 'Is P a A or B?')")
     return Graph([(f[1], f[2]) for f in facts], m[1], (m[2], m[3]), [x[2] for x in steps], answer[2] if answer else "")
+
+
+PRONTOQA_ASK = "True or false: "
+
+
+def property_name(word: str, negated: bool) -> str:
+    """A ProntoQA property as one name of the graph rendering: `small`, negated `notSmall`."""
+    return "not" + word.capitalize() if negated else word
+
+
+def read_prontoqa(record: dict) -> Graph:
+    """The Graph of a ProntoQA record in the paper's sentences: every rule and fact an edge
+    from its subject to what it says the subject is (a concept, singular, or a property,
+    property_name), in the order stated; the person; the property asked (the one candidate);
+    the names the steps reach (the last a property) and, as the answer, that property.
+    ValueError for a record that is not one."""
+    *facts, ask = sentences_of(record["question"]) or [""]
+    if not ask.startswith(PRONTOQA_ASK):
+        raise ValueError(f"not a ProntoQA question (no {PRONTOQA_ASK!r} sentence at the end)")
+
+    def edge(sentence):
+        subject, negated, obj, concept = parse_sentence(sentence)
+        if concept and negated:
+            raise ValueError(f"a negated category, which ProntoQA's rules never state: {sentence!r}")
+        return subject, obj if concept else property_name(obj, negated)
+
+    person, asked = edge(ask[len(PRONTOQA_ASK):])
+    path = [edge((sentences_of(s) or [""])[0])[1] for s in record["steps"]]
+    return Graph([edge(f) for f in facts], person, (asked,), path, path[-1] if path else "")
 
 
 def has_graphs(records: list[dict]) -> bool:
@@ -138,11 +173,18 @@ def render_graph(record: dict) -> dict:
         Tom wumpus | wumpus yumpus | ... [Q] yumpus zumpus [R] Tom   wumpus yumpus ### yumpus
 
     About half as many tokens as the sentences, and every name sits right after the name
-    it follows from. Other fields are kept; `render` says how tokenize lays it out."""
-    g = read_graph(record)
+    it follows from. ProntoQA the same way: a plural and its singular are one name, a
+    property is a name (negated: notSmall), the question `[Q] property [R] person`, each
+    step the name it reaches, the answer True or False:
+
+        Sam shumpus | shumpus yumpus | ... numpus small | ... [Q] notSmall [R] Sam   shumpus ... numpus small ### False
+
+    Other fields are kept; `render` says how tokenize lays it out."""
+    pronto = record.get("render") != "graph" and PRONTOQA_ASK in record["question"]
+    g = read_prontoqa(record) if pronto else read_graph(record)
     facts = " ".join(f"{u} {v} |" for u, v in g.facts)
-    return {**record, "question": f"{facts} [Q] {g.candidates[0]} {g.candidates[1]} [R] {g.person}".lstrip(),
-            "steps": g.path, "answer": g.answer, "render": "graph"}
+    return {**record, "question": f"{facts} [Q] {' '.join(g.candidates)} [R] {g.person}".lstrip(),
+            "steps": g.path, "answer": record["answer"].strip() if pronto else g.answer, "render": "graph"}
 
 
 def render(records: list[dict], how: str, source: str) -> list[dict]:
@@ -169,8 +211,8 @@ def reshuffle(record: dict, rng) -> dict:
         g = read_graph(record)
         facts = list(g.facts)
         rng.shuffle(facts)
-        a, b = g.candidates if rng.random() < 0.5 else g.candidates[::-1]
-        return {**record, "question": " ".join(f"{u} {v} |" for u, v in facts) + f" [Q] {a} {b} [R] {g.person}"}
+        offered = g.candidates if rng.random() < 0.5 else g.candidates[::-1]
+        return {**record, "question": " ".join(f"{u} {v} |" for u, v in facts) + f" [Q] {' '.join(offered)} [R] {g.person}"}
     facts, m = split_question(record["question"])
     if m is None:
         raise ValueError(f"not a ProsQA question (no 'Is P a A or B?' at the end): {record['question'][-60:]!r}")

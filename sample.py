@@ -119,7 +119,7 @@ def last_thought_line(records, outputs, last, enc):
     first = lambda name: encode(enc, " " + name)[0]  # noqa: E731  (a name's first token)
     for rec, out, tok in zip(records, outputs, last):
         g = read_graph(rec)
-        if tok is None or g.answer not in g.candidates:
+        if tok is None or len(g.candidates) != 2 or g.answer not in g.candidates:  # ProsQA's two offered
             continue
         decoy = next(c for c in g.candidates if c != g.answer)
         names = {first(n) for fact in g.facts for n in fact}
@@ -291,7 +291,7 @@ def build_parser():
     p.add_argument("--topk", type=int, default=5, help="tokens shown per continuous thought")
     p.add_argument("--no-search", action="store_true", help="leave out the ProsQA latent search table")
     p.add_argument("--render", choices=RENDERS, default=None,
-                   help="how ProsQA questions are written (default: the checkpoint's, as it was trained); "
+                   help="how ProsQA and ProntoQA questions are written (default: the checkpoint's, as it was trained); "
                         "another rendering than the checkpoint's is refused")
     p.add_argument("--device", type=str, default="auto", help="cuda, mps, cpu, or auto (the first available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")

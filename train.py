@@ -175,8 +175,9 @@ def parser():
                         "(drawn from those of the training split), so that no training question can be learned "
                         "by its names: in the curriculum's last stage, or in every stage and the pretraining")
     p.add_argument("--render", choices=prosqa.RENDERS, default=None,
-                   help="ProsQA as the paper's sentences (text), or compactly (graph: one token per name, facts "
-                        "'u v |', the question '[Q] a b [R] person', each step one name; Zhu et al. 2025)")
+                   help="ProsQA or ProntoQA as the paper's sentences (text), or compactly (graph: one token per name, "
+                        "facts 'u v |', the question '[Q] a b [R] person' (ProntoQA: '[Q] property [R] person'), each "
+                        "step one name; Zhu et al. 2025)")
     p.add_argument("--pretrain-epochs", type=int, default=None,
                    help="from scratch: epochs of lookup pretraining before stage 0 (each training graph's facts, then "
                         "pretrain_queries queries 'x -> a child of x'), the counterpart of starting from a pretrained "

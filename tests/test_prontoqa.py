@@ -380,3 +380,52 @@ def test_generator_imports_no_torch():
                          capture_output=True, text=True, check=True).stderr
     assert "prosqa_gen" in out and "torch" not in out
     assert model.atomic_write is files.atomic_write and prosqa_gen.write_json is files.write_json
+
+
+def test_graph_rendering_keeps_the_proof(records):
+    """--render graph on ProntoQA: every sentence one fact `u v |` (a plural and its singular
+    one name, a negated property one name), the steps the names the proof reaches, each along
+    a fact from the one before; the answer True exactly when the property reached is the one
+    asked; read back, the same graph."""
+    import prosqa
+    for record in records[:300] + fixture_records():
+        r = prosqa.render_graph(record)
+        g = prosqa.read_graph(r)
+        facts, _ = split_question(record)
+        assert len(g.facts) == len(facts) and r["question"].endswith(f"[Q] {g.candidates[0]} [R] {g.person}")
+        assert all((u, v) in g.facts for u, v in zip([g.person] + g.path, g.path))
+        assert len(g.path) == len(record["steps"]) and g.answer == g.path[-1]
+        assert r["answer"] == record["answer"] == ("True" if g.path[-1] == g.candidates[0] else "False")
+        assert prosqa.read_prontoqa(record) == g
+
+
+def test_graph_rendering_reads_every_wording():
+    """Plural, 'Every' and 'Each' rules give one edge each, a person's fact and the query too;
+    a negated property is its own name; a sentence that is not ProntoQA's is refused."""
+    import prosqa
+    record = {"question": "Yumpuses are dumpuses. Every dumpus is a jompus. Each jompus is not small. Numpuses "
+                          "are not small. Sam is a yumpus. True or false: Sam is small.",
+              "steps": ["Sam is a yumpus. Yumpuses are dumpuses.", "Sam is a dumpus. Every dumpus is a jompus.",
+                        "Sam is a jompus. Each jompus is not small.", "Sam is not small."], "answer": "False"}
+    r = prosqa.render_graph(record)
+    assert r["question"] == ("yumpus dumpus | dumpus jompus | jompus notSmall | numpus notSmall | Sam yumpus | "
+                             "[Q] small [R] Sam")
+    assert r["steps"] == ["yumpus", "dumpus", "jompus", "notSmall"] and r["answer"] == "False"
+    with pytest.raises(ValueError, match="negated category"):
+        prosqa.read_prontoqa({**record, "question": "Every dumpus is not a jompus. True or false: Sam is small."})
+    with pytest.raises(ValueError, match="not a ProntoQA question"):
+        prosqa.read_prontoqa({**record, "question": "Every dumpus is a jompus."})
+
+
+def test_train_pretrains_and_learns_prontoqa_in_the_graph_rendering(tmp_path, small_prontoqa):
+    """train.py on ProntoQA in the graph rendering: the lookup pretraining reads its facts
+    (the lookup metric logged), then stages 0 and 1 with the steps' path metric, and the test
+    score."""
+    import train
+    history = train.main(["--dataset", "prontoqa", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"),
+                          "--render", "graph", "--pretrain-epochs", "1", "--stage", "0..1", "--max-stage", "6",
+                          "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--batch-size", "8",
+                          "--epochs-per-stage", "1", "--threads", "1"])
+    assert [h["stage"] for h in history] == [-1, 0, 1]
+    assert 0 <= history[0]["lookup_child"] <= 1 and len(history[1]["lookup_path_by_step"]) == 6
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["test_n"] == 5

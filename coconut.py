@@ -161,7 +161,11 @@ def icot_batches(batches, epoch, grad_accum, delta, lam, sp, rng):
     """iCoT's batches: those of the epoch's optimizer step t lose the first icot_removed(t)
     tokens of their written chain (t counted from the start of training), and each example,
     with removal smoothing, a random few more (icot_offset). batches: lists of rows whose last
-    item is the tokenised example; they were bucketed by their full length."""
+    item is the tokenised example; they were bucketed by their full length. Where the authors'
+    release (its src/train.py) leaves a choice open: with gradient accumulation the removal
+    follows optimizer steps (theirs counts batches, the same at grad_accum 1), and the renewals
+    stop once the schedule passes the training split's longest chain (icot_renewals; theirs:
+    once a whole batch has lost its chain)."""
     steps = math.ceil(len(batches) / grad_accum)  # optimizer steps per epoch
     out = []
     for b, batch in enumerate(batches):

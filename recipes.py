@@ -56,7 +56,8 @@ PRESETS = {"small": SMALL, "gpt2": PAPER, "gpt2-scratch": {**PAPER, "tokenizer":
 
 # The laptop-scale generated sets run the laptop recipe on the small model (`--model small`,
 # the default); its curriculum is as deep as their questions.
-DATASETS = {"prosqa-small": {**LAPTOP, "max_stage": 3}, "prosqa-tiny": {**LAPTOP, "max_stage": 2}}
+DATASETS = {"prosqa-small": {**LAPTOP, "max_stage": 3}, "prosqa-tiny": {**LAPTOP, "max_stage": 2},
+            "prontoqa": {**LAPTOP, "max_stage": 6}}
 
 
 # The settings a recipe holds that have no flag of their own: `train.py --set KEY=VALUE`

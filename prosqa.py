@@ -69,13 +69,13 @@ def read_graph(record: dict) -> Graph:
     if record.get("render") == "graph":
         facts, _, ask = q.rpartition(" [Q] ")
         m = re.fullmatch(r"(\S+)(?: (\S+))? \[R\] (\S+)", ask)
-        pairs = re.findall(r"(\S+) (\S+) \|", facts)
-        if m is None or len(pairs) * 3 != len(facts.split()):
+        pairs = re.findall(r"(\S+) ((?:not )?\S+) \|", facts)  # ProntoQA: a negated property is `not p`
+        if m is None or sum(len(v.split()) + 2 for _, v in pairs) != len(facts.split()):
             raise ValueError("not a graph-rendered ProsQA question ('u v | ... [Q] a b [R] person') or ProntoQA "
                              "question ('u v | ... [Q] property [R] person')")
         path = list(record["steps"])
-        if m[2] is None:  # ProntoQA: one property asked, answered True or False
-            return Graph(pairs, m[3], (m[1],), path, path[-1] if path else "")
+        if m[2] is None or m[1] == "not":  # ProntoQA: one property asked, answered True or False
+            return Graph(pairs, m[3], (" ".join(filter(None, (m[1], m[2]))),), path, path[-1] if path else "")
         return Graph(pairs, m[3], (m[1], m[2]), path, record["answer"])
     sentences, m = split_question(q)
     facts = [FACT.fullmatch(x) for x in sentences]
@@ -90,8 +90,9 @@ PRONTOQA_ASK = "True or false: "
 
 
 def property_name(word: str, negated: bool) -> str:
-    """A ProntoQA property as one name of the graph rendering: `small`, negated `notSmall`."""
-    return "not" + word.capitalize() if negated else word
+    """A ProntoQA property as a name of the graph rendering: `small`, negated `not small` (the
+    property's own word in both, so that a question's property is found by that word)."""
+    return "not " + word if negated else word
 
 
 def read_prontoqa(record: dict) -> Graph:
@@ -174,10 +175,10 @@ def render_graph(record: dict) -> dict:
 
     About half as many tokens as the sentences, and every name sits right after the name
     it follows from. ProntoQA the same way: a plural and its singular are one name, a
-    property is a name (negated: notSmall), the question `[Q] property [R] person`, each
+    property is a name (negated: `not small`), the question `[Q] property [R] person`, each
     step the name it reaches, the answer True or False:
 
-        Sam shumpus | shumpus yumpus | ... numpus small | ... [Q] notSmall [R] Sam   shumpus ... numpus small ### False
+        Sam shumpus | shumpus yumpus | ... numpus small | ... [Q] not small [R] Sam   shumpus ... numpus small ### False
 
     Other fields are kept; `render` says how tokenize lays it out."""
     pronto = record.get("render") != "graph" and PRONTOQA_ASK in record["question"]

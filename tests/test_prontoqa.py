@@ -384,7 +384,7 @@ def test_generator_imports_no_torch():
 
 def test_graph_rendering_keeps_the_proof(records):
     """--render graph on ProntoQA: every sentence one fact `u v |` (a plural and its singular
-    one name, a negated property one name), the steps the names the proof reaches, each along
+    one name, a negated property `not p`), the steps the names the proof reaches, each along
     a fact from the one before; the answer True exactly when the property reached is the one
     asked; read back, the same graph."""
     import prosqa
@@ -408,9 +408,13 @@ def test_graph_rendering_reads_every_wording():
               "steps": ["Sam is a yumpus. Yumpuses are dumpuses.", "Sam is a dumpus. Every dumpus is a jompus.",
                         "Sam is a jompus. Each jompus is not small.", "Sam is not small."], "answer": "False"}
     r = prosqa.render_graph(record)
-    assert r["question"] == ("yumpus dumpus | dumpus jompus | jompus notSmall | numpus notSmall | Sam yumpus | "
+    assert r["question"] == ("yumpus dumpus | dumpus jompus | jompus not small | numpus not small | Sam yumpus | "
                              "[Q] small [R] Sam")
-    assert r["steps"] == ["yumpus", "dumpus", "jompus", "notSmall"] and r["answer"] == "False"
+    assert r["steps"] == ["yumpus", "dumpus", "jompus", "not small"] and r["answer"] == "False"
+    assert prosqa.read_graph(r) == prosqa.read_prontoqa(record)
+    asked_not = prosqa.render_graph({**record, "question": record["question"].replace("Sam is small", "Sam is not small"),
+                                     "answer": "True"})
+    assert asked_not["question"].endswith("[Q] not small [R] Sam") and prosqa.read_graph(asked_not).candidates == ("not small",)
     with pytest.raises(ValueError, match="negated category"):
         prosqa.read_prontoqa({**record, "question": "Every dumpus is not a jompus. True or false: Sam is small."})
     with pytest.raises(ValueError, match="not a ProntoQA question"):
@@ -425,7 +429,7 @@ def test_train_pretrains_and_learns_prontoqa_in_the_graph_rendering(tmp_path, sm
     history = train.main(["--dataset", "prontoqa", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"),
                           "--render", "graph", "--pretrain-epochs", "1", "--stage", "0..1", "--max-stage", "6",
                           "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--batch-size", "8",
-                          "--epochs-per-stage", "1", "--threads", "1"])
+                          "--epochs-per-stage", "1", "--stage0-epochs", "1", "--threads", "1"])
     assert [h["stage"] for h in history] == [-1, 0, 1]
     assert 0 <= history[0]["lookup_child"] <= 1 and len(history[1]["lookup_path_by_step"]) == 6
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["test_n"] == 5

@@ -131,8 +131,8 @@ def need_graphs(records: list[dict], source: str, flag: str):
         try:
             g = read_graph(r)
         except ValueError:
-            raise DataError(f"{source}: record {i}: {flag} needs ProsQA questions, whose facts and names it "
-                            f"reads") from None
+            raise DataError(f"{source}: record {i}: {flag} needs ProsQA questions (or ProntoQA in --render graph), "
+                            f"whose facts and names it reads") from None
         if not g.facts:
             raise DataError(f"{source}: record {i}: {flag} needs ProsQA questions with facts; this one states none")
 

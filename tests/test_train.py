@@ -520,7 +520,8 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
     (its steps a path from the person through the facts to the answer, one of the two
     candidates); without it nothing is drawn, so --shuffle-facts alone renders exactly as
     before; a run with it trains (pretraining included) and differs from one without; on
-    data that is not ProsQA it is one line naming the file, before anything is written."""
+    data that is not a graph (ProntoQA in sentences) it is one line naming the file, before anything
+    is written."""
     args = train.parse_args(["--data-dir", prosqa_dir, *TINY, *GRAPH, "--rename", "all"])
     enc, splits = train.load_data(args)
     pools = prosqa.name_pools([r for r, _ in splits["train"]])
@@ -550,7 +551,7 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
 
     pq = tmp_path / "pq"
     prosqa_gen.write_splits(str(pq), 0, n_train=8, n_valid=4, n_test=4, quiet=True, dataset="prontoqa")
-    one_line_error(train.main, ["--data-dir", str(pq), "--dataset", "prontoqa", *TINY, "--rename", "last",
+    one_line_error(train.main, ["--data-dir", str(pq), "--dataset", "prontoqa", *TINY, "--rename", "last", "--render", "text",
                                 "--out", str(tmp_path / "pq-run")], "prontoqa_train.json: record 0: --rename last needs ProsQA")
     assert not (tmp_path / "pq-run").exists()
 
@@ -902,7 +903,7 @@ def test_pretraining_checks_its_records_and_length_first(prosqa_dir, tmp_path, o
     pq = tmp_path / "pq"
     prosqa_gen.write_splits(str(pq), 0, n_train=8, n_valid=4, n_test=4, quiet=True, dataset="prontoqa")
     one_line_error(train.main, ["--data-dir", str(pq), "--dataset", "prontoqa", *TINY, "--pretrain-epochs", "1",
-                                "--out", str(tmp_path / "pq-run")],
+                                "--render", "text", "--rename", "off", "--out", str(tmp_path / "pq-run")],
                    "prontoqa_train.json: record 0: --pretrain-epochs needs ProsQA questions")
     run(prosqa_dir, tmp_path / "pre", *GRAPH, "--pretrain-epochs", "3", "--stage", "pre")
     ckpt = torch.load(tmp_path / "pre" / "latest.pt", weights_only=True)

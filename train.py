@@ -355,7 +355,8 @@ def memory_bytes():
 
 
 def check_graphs(args, splits, enc, pretraining):
-    """The ProsQA-only options meet ProsQA records: --rename, and a pretraining (pretrain.check)."""
+    """The options that read graphs meet graphs (ProsQA, or ProntoQA in the graph rendering):
+    --rename, and a pretraining (pretrain.check)."""
     source = os.path.join(args.data_dir, f"{args.dataset}_train.json")
     records = [r for r, _ in splits["train"]]
     if args.rename != "off":

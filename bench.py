@@ -4,10 +4,12 @@ Speed of nanoCoconut's two hot paths, on ProsQA with the same presets as train.p
 1. training: tokens/s and ms per step at stage 0 (CoT, one forward) and at the last
    stage (6 continuous thoughts, 7 passes through the KV cache), and their ratio,
    i.e. what continuous thoughts cost; eager, and also under torch.compile with --compile
-   (on any device); on CUDA also the MFU (model FLOPs utilisation);
+   (on any device); on CUDA also the MFU (model FLOPs utilisation); with --profile N, where
+   a last-stage step's time goes: forward, backward and optimizer, and the N costliest operators;
 2. generation with thoughts: questions/s batched against one by one.
 
     python bench.py                       # the CPU default: small model, batch 32
+    python bench.py --dataset prosqa-small --threads 2 --profile 12   # the laptop recipe's step, taken apart
     python bench.py --compile --dtype bfloat16
     python bench.py --model gpt2 --device cuda --dtype bfloat16
 
@@ -90,6 +92,41 @@ def time_training(model, objective, batches, args, device, repeats):
     return statistics.median(times), tokens, first
 
 
+def profile_training(model, objective, batches, args, device, top):
+    """Where a training step's time goes: the share of forward, backward and the optimizer over
+    the batches (timed pass by pass, after a warm-up pass), and torch.profiler's table of the
+    `top` operators by their own time over one more pass."""
+    opt = model.configure_optimizers(args.lr, args.weight_decay, (0.9, args.beta2), device.split(":")[0])
+    autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, args.dtype), enabled=args.dtype != "float32")
+    batches = [b.to(device) for b in batches]
+    split = dict.fromkeys(("forward", "backward", "optimizer"), 0.0)
+
+    def step(b, clock=None):
+        marks = [time.perf_counter()]
+        with autocast:
+            loss = objective(b)
+        for part in (loss.backward, lambda: (opt.step(), opt.zero_grad(set_to_none=True)), None):
+            sync(device)
+            marks.append(time.perf_counter())
+            if part:
+                part()
+        if clock is not None:
+            for k, a, z in zip(clock, marks, marks[1:]):
+                clock[k] += z - a
+
+    for b in batches:  # warm-up
+        step(b)
+    for b in batches:
+        step(b, split)
+    on_gpu = device.startswith("cuda")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
+                                + ([torch.profiler.ProfilerActivity.CUDA] if on_gpu else [])) as prof:
+        for b in batches:
+            step(b)
+    sort = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+    return split, prof.key_averages().table(sort_by=sort, row_limit=top)
+
+
 def flops_per_token(model, T):
     """6N for the matmuls (forward + backward) plus the attention scores, as in the
     PaLM paper's appendix B; N excludes the position embeddings."""
@@ -122,7 +159,11 @@ def speed(argv):
     p.add_argument("--questions", type=int, default=64, help="questions for the generation benchmark")
     p.add_argument("--gen-tokens", type=int, default=16, help="tokens generated per question (no early stop)")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (CUDA)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also take a last-stage step apart: forward, backward, optimizer, and the N costliest operators")
     ours, rest = p.parse_known_args(argv)
+    if ours.profile < 0:
+        raise ValueError(f"--profile {ours.profile}: must not be negative")
     for k in ("steps", "repeats", "questions", "gen_tokens"):
         if getattr(ours, k) < 1:
             raise ValueError(f"--{k.replace('_', '-')} {getattr(ours, k)}: must be at least 1")
@@ -159,6 +200,13 @@ def speed(argv):
             print(line)
         print(f"train {label} stage {last} / stage 0: {res[last][0] / res[0][0]:.2f}x time per step, "
               f"{(res[last][1] / res[last][0]) / (res[0][1] / res[0][0]):.2f}x tokens/s")
+        if ours.profile:
+            split, table = profile_training(model, objective, make_batches(examples, sp, args, last, ours.steps),
+                                            args, device, ours.profile)
+            total = sum(split.values())
+            print(f"profile {label} stage {last}: " + ", ".join(f"{k} {v / total:.0%}" for k, v in split.items())
+                  + f" of {total / ours.steps * 1000:.1f} ms/step")
+            print(table)
 
     # 2. generation with the last stage's thoughts: batched against one by one (eager, float32:
     #    the preallocated KV cache holds the model's own dtype)

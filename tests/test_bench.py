@@ -32,6 +32,18 @@ def test_report_lines(prosqa_dir, capsys):
     assert "compiled" not in out
 
 
+def test_profile_splits_the_last_stages_step(prosqa_dir, capsys):
+    """--profile N: the last stage's step split into forward, backward and optimizer (shares
+    that add up to the whole), and the profiler's table of N operators."""
+    bench.main(["--data-dir", prosqa_dir, *TINY, "--profile", "4"])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("profile eager    float32  stage 6: forward "))
+    shares = [int(w.rstrip("%,")) for w in line.split() if w.rstrip(",").endswith("%")]
+    assert len(shares) == 3 and 98 <= sum(shares) <= 102 and line.endswith(" ms/step"), line
+    table = out[out.index(line) + len(line):]
+    assert "Self CPU" in table and "aten::" in table
+
+
 def test_compile_times_the_compiled_objective(prosqa_dir, capsys, monkeypatch):
     """--compile times a second, compiled objective (on any device, here the CPU) and labels its
     lines 'compiled' with the autocast dtype. torch.compile itself takes minutes on these shapes,
@@ -58,6 +70,7 @@ def test_compile_times_the_compiled_objective(prosqa_dir, capsys, monkeypatch):
     (["--peak-tflops", "0"], "--peak-tflops 0.0: must be a positive number"),
     (["--peak-tflops", "nan"], "--peak-tflops nan: must be a positive number"),
     (["--threads", "100000"], "--threads 100000: must be 1.."),
+    (["--profile", "-1"], "--profile -1: must not be negative"),
 ])
 def test_speed_bad_flag_is_one_line(argv, needle, capsys, monkeypatch):
     """The speed benchmark's own bad values are one line before any data is loaded (a zero

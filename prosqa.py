@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, replace
 
 from data import IGNORE, DataError
-from prosqa_gen import CONCEPTS, PEOPLE, parse_sentence, sentences_of
+from prosqa_gen import CONCEPTS, PEOPLE, PRONTOQA_ASK, parse_sentence, sentences_of
 
 RENDERS = ("text", "graph")
 FACT = re.compile(r"(?:Every )?(\S+) is a (\S+)\.")  # "Every X is a Y." or "P is a Y."
@@ -84,9 +84,6 @@ def read_graph(record: dict) -> Graph:
     if m is None or not all(facts) or not all(steps) or (record["answer"].strip() and answer is None):
         raise ValueError("not a ProsQA question ('Every X is a Y.' / 'P is a Y.' facts, then 'Is P a A or B?')")
     return Graph([(f[1], f[2]) for f in facts], m[1], (m[2], m[3]), [x[2] for x in steps], answer[2] if answer else "")
-
-
-PRONTOQA_ASK = "True or false: "
 
 
 def property_name(word: str, negated: bool) -> str:

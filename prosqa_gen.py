@@ -461,6 +461,7 @@ PROPERTY_FAMILIES = [
     ["kind", "mean", "angry", "amenable", "aggressive"], ["melodic", "muffled", "discordant", "loud"],
     ["slow", "moderate", "fast"], ["windy", "sunny", "overcast", "rainy", "snowy"],
 ]
+PRONTOQA_ASK = "True or false: "  # how every question ends: a fact about the person, asked
 NEGATED = 1 / 3  # chance that a concept's property is negated, before the proof's selection
 
 
@@ -529,7 +530,7 @@ def prontoqa_example(rng):
     answer = rng.random() < 0.5  # True: ask the proved sentence; False: ask its negation
     return {
         "question": " ".join(sentences + about_person),
-        "query": "True or false: " + fact_sentence(person, word, negated != (not answer), False),
+        "query": PRONTOQA_ASK + fact_sentence(person, word, negated != (not answer), False),
         "chain_of_thought": cot,
         "answer": str(answer),
     }
@@ -571,7 +572,7 @@ def prontoqa_stats(record):
     *facts, query = sentences_of(record["question"])
     chain = sentences_of(" ".join(record["steps"]))
     used = {s for s in chain if s in facts}  # the first fact and the rules of the proof
-    person, asked_negated, asked, _ = parse_sentence(query.removeprefix("True or false: "))
+    person, asked_negated, asked, _ = parse_sentence(query.removeprefix(PRONTOQA_ASK))
     parsed = [parse_sentence(f) for f in facts]
     rules = [(f, p) for f, p in zip(facts, parsed) if p[0] != person]
     properties = [p for _, p in rules if not p[3]]
@@ -595,7 +596,7 @@ def prontoqa_features(record):
     """What a model could answer from without following the chain, read from the text: single
     surface features, and the one-hop lookup `linked rule` (see prontoqa_shortcuts)."""
     *facts, query = sentences_of(record["question"])
-    person, asked_negated, asked, _ = parse_sentence(query.removeprefix("True or false: "))
+    person, asked_negated, asked, _ = parse_sentence(query.removeprefix(PRONTOQA_ASK))
     parsed = [parse_sentence(f) for f in facts]
     named = Counter(n for subject, _, obj, _ in parsed for n in (subject, obj))
     about = [p for p in parsed if p[2] == asked and p[0] != person]  # the rules that give the asked property

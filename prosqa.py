@@ -92,6 +92,11 @@ def property_name(word: str, negated: bool) -> str:
     return "not " + word if negated else word
 
 
+def is_property(name: str) -> bool:
+    """Whether a name of a ProntoQA graph is a property (property_name) rather than a concept."""
+    return name.startswith("not ") or name not in CONCEPTS
+
+
 def read_prontoqa(record: dict) -> Graph:
     """The Graph of a ProntoQA record in the paper's sentences: every rule and fact an edge
     from its subject to what it says the subject is (a concept, singular, or a property,
@@ -146,7 +151,7 @@ def lookup_query(x, c, roots, graph, options=None):
     rendering writes a step; the loss is on the answer only. With options (two names, c and
     one that is not x's child), the query first offers them the way a question does."""
     if graph:
-        return f"{f' [Q] {options[0]} {options[1]}' if options else ''} [R] {x}", " " + c, ""
+        return f"{' [Q] ' + ' '.join(options) if options else ''} [R] {x}", " " + c, ""
     offer = f"Is {x} a {options[0]} or {options[1]}? " if options else ""
     return f"{offer}{'' if x in roots else 'Every '}{x} is a", " " + c, ".\n"
 
@@ -161,6 +166,11 @@ def lookup_length(enc, record: dict, n_queries: int, options: bool = False) -> i
     offer = (longest * 2)[:2] if options else None
     query = max(sum(len(enc.encode_ordinary(t)) for t in lookup_query(u, v, roots, graph, offer)) for u, v in g.facts)
     return len(enc.encode_ordinary(lookup_context(g.facts, roots, graph))) + n_queries * query
+
+
+def graph_question(facts, candidates, person) -> str:
+    """A question in the graph rendering: the facts `u v |`, then `[Q] candidates [R] person`."""
+    return " ".join([*(f"{u} {v} |" for u, v in facts), "[Q]", *candidates, "[R]", person])
 
 
 def render_graph(record: dict) -> dict:
@@ -180,8 +190,7 @@ def render_graph(record: dict) -> dict:
     Other fields are kept; `render` says how tokenize lays it out."""
     pronto = record.get("render") != "graph" and PRONTOQA_ASK in record["question"]
     g = read_prontoqa(record) if pronto else read_graph(record)
-    facts = " ".join(f"{u} {v} |" for u, v in g.facts)
-    return {**record, "question": f"{facts} [Q] {' '.join(g.candidates)} [R] {g.person}".lstrip(),
+    return {**record, "question": graph_question(g.facts, g.candidates, g.person),
             "steps": g.path, "answer": record["answer"].strip() if pronto else g.answer, "render": "graph"}
 
 
@@ -210,7 +219,7 @@ def reshuffle(record: dict, rng) -> dict:
         facts = list(g.facts)
         rng.shuffle(facts)
         offered = g.candidates if rng.random() < 0.5 else g.candidates[::-1]
-        return {**record, "question": " ".join(f"{u} {v} |" for u, v in facts) + f" [Q] {' '.join(offered)} [R] {g.person}"}
+        return {**record, "question": graph_question(facts, offered, g.person)}
     facts, m = split_question(record["question"])
     if m is None:
         raise ValueError(f"not a ProsQA question (no 'Is P a A or B?' at the end): {record['question'][-60:]!r}")
@@ -234,7 +243,10 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
     question asks about), the rest about the concepts; without it, every name with a child
     alike. With options, that share of the queries first offers two names in random order, the
     child and a name of the graph that is not x's child (`[Q] c d [R] x c`, the form of a
-    question's last step): picking the offered child, which a question's last step needs."""
+    question's last step): picking the offered child, which a question's last step needs. On
+    ProntoQA (one property asked) that share instead asks a concept for its property the way the
+    question asks it, the property's word offered in either polarity (`[Q] not small [R] x
+    small`): reading the polarity of the rule the chain reaches, which its last step needs."""
     g = read_graph(record)
     roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
     facts = g.facts
@@ -248,16 +260,22 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
     names = sorted({n for f in facts for n in f}) if options else []  # what an offer may draw besides the child
     persons = [x for x in sources if x in roots]
     concepts = [x for x in sources if x not in roots]
+    owners = {u: v for u, v in facts if is_property(v)} if len(g.candidates) == 1 else {}  # ProntoQA
     for _ in range(n_queries):
-        if people is None or not persons or not concepts:
-            x = rng.choice(sources)
+        if owners and rng.random() < options:  # a concept's property, asked as a ProntoQA question asks
+            x = rng.choice(sorted(owners))
+            c = owners[x]
+            offer = [property_name(c.removeprefix("not "), rng.random() < 0.5)]
         else:
-            x = rng.choice(persons if rng.random() < people else concepts)
-        c = rng.choice(children[x])
-        offer, others = None, [n for n in names if n != x and n not in children[x]]
-        if others and rng.random() < options:
-            offer = [c, rng.choice(others)]
-            rng.shuffle(offer)
+            if people is None or not persons or not concepts:
+                x = rng.choice(sources)
+            else:
+                x = rng.choice(persons if rng.random() < people else concepts)
+            c = rng.choice(children[x])
+            offer, others = None, [n for n in names if n != x and n not in children[x]]
+            if others and not owners and rng.random() < options:
+                offer = [c, rng.choice(others)]
+                rng.shuffle(offer)
         prompt, answer, end = (enc.encode_ordinary(t) for t in lookup_query(x, c, roots, graph, offer))
         ids += prompt + answer + end
         labels += [IGNORE] * len(prompt) + answer + [IGNORE] * len(end)

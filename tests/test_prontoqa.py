@@ -421,6 +421,32 @@ def test_graph_rendering_reads_every_wording():
         prosqa.read_prontoqa({**record, "question": "Every dumpus is a jompus."})
 
 
+def test_pretraining_asks_a_concepts_property_as_the_question_does(records):
+    """--set pretrain_options on ProntoQA: that share of the queries asks a concept that has a
+    property for it, the property's word offered in either polarity the way the question offers
+    it (`[Q] not small [R] x small`), the loss on the property alone; the other queries are the
+    plain lookups; the length bound holds."""
+    import prosqa
+    rec = prosqa.render_graph(records[0])
+    enc = data.get_encoding("words", [rec])
+    g = prosqa.read_graph(rec)
+    owners = {u: v for u, v in g.facts if prosqa.is_property(v)}
+    assert len(owners) > 2 and all(v.removeprefix("not ") not in prosqa_gen.CONCEPTS for v in owners.values())
+    polarity = set()
+    for seed in range(10):
+        ids, labels = prosqa.lookup_layout(enc, rec, random.Random(seed), 6, options=1.0)
+        found = re.findall(r" \[Q\] ((?:not )?\S+) \[R\] (\S+) ((?:not )?\S+)(?= \[|$)", enc.decode(ids))
+        assert len(found) == 6
+        for asked, x, c in found:
+            assert owners[x] == c and asked.removeprefix("not ") == c.removeprefix("not ")
+            polarity.add(asked == c)
+        assert enc.decode([y for y in labels if y != data.IGNORE]) == "".join(" " + q[2] for q in found)
+        assert len(ids) <= prosqa.lookup_length(enc, rec, 6, options=True)
+    assert polarity == {True, False}  # offered in the rule's polarity and in the other
+    plain = enc.decode(prosqa.lookup_layout(enc, rec, random.Random(0), 6, options=0.0)[0])
+    assert "[Q]" not in plain.split("[R]", 1)[1] and plain.count("[R]") == 6
+
+
 def test_train_pretrains_and_learns_prontoqa_in_the_graph_rendering(tmp_path, small_prontoqa):
     """train.py on ProntoQA in the graph rendering: the lookup pretraining reads its facts
     (the lookup metric logged), then stages 0 and 1 with the steps' path metric, and the test

@@ -193,16 +193,21 @@ class Batch:
     pos: torch.Tensor  # (B, T) per-row position ids (0 at each row's first real token)
     targets: torch.Tensor  # (B, T) next-token labels, IGNORE where no loss
     latent: torch.Tensor  # (B, T) True where a continuous thought goes
+    # (B, K, M) for the BFS loss (frontier_loss): the token ids of the names the row's k-th
+    # thought should hold, -1 padding; None without it
+    frontier: torch.Tensor | None = None
 
     def to(self, device):
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.ids, self.key_mask, self.pos, self.targets, self.latent)))
+        return Batch(*(t if t is None else t.to(device, non_blocking=True) for t in
+                       (self.ids, self.key_mask, self.pos, self.targets, self.latent, self.frontier)))
 
 
-def collate(seqs, sp, labels=None):
+def collate(seqs, sp, labels=None, frontiers=None):
     """Left-pad rows so that every row's first <|latent|> (or, without thoughts, its
     first label, i.e. the end of its prompt) lands in the same column; right-pad to
     the longest. Then every thought pass is one contiguous column for the batch.
-    seqs: list of id lists; labels: matching label lists (None for prompts)."""
+    seqs: list of id lists; labels: matching label lists (None for prompts); frontiers:
+    per row, per thought, the token ids frontier_loss rewards (None: no BFS loss)."""
     labels = labels or [[IGNORE] * len(seq) for seq in seqs]
     anchor = [seq.index(sp.latent) if sp.latent in seq else
               next((i for i, y in enumerate(lab) if y != IGNORE), len(seq)) for seq, lab in zip(seqs, labels)]
@@ -217,7 +222,14 @@ def collate(seqs, sp, labels=None):
         key_mask[r, p:p + len(seq)] = True
     pos = (key_mask.cumsum(1) - 1).clamp(min=0)  # 0 at each row's first real token
     targets = torch.cat([lab[:, 1:], torch.full((B, 1), IGNORE)], 1)  # position t predicts token t+1
-    return Batch(ids, key_mask, pos, targets, ids == sp.latent)
+    frontier = None
+    if frontiers is not None:
+        K, M = max(map(len, frontiers), default=0), max((len(f) for row in frontiers for f in row), default=0)
+        frontier = torch.full((B, K, M), -1, dtype=torch.long)
+        for r, row in enumerate(frontiers):
+            for k, names in enumerate(row):
+                frontier[r, k, :len(names)] = torch.tensor(names, dtype=torch.long)
+    return Batch(ids, key_mask, pos, targets, ids == sp.latent, frontier)
 
 
 def thought_columns(latent):
@@ -291,12 +303,34 @@ def thought_passes(model, batch, cache):
     return torch.cat(hidden, 1), thoughts
 
 
-def training_loss(model, batch):
+def frontier_loss(model, thoughts, batch):
+    """Beyond the paper: the BFS loss of Zhu et al. 2025 (their appendix E.2), a supervision
+    of the thoughts themselves. Read through the LM head, the k-th thought should put its
+    probability on the names reachable within k steps of the person (batch.frontier):
+    -log of that probability's sum, averaged over every thought of the batch. thoughts: what
+    thought_passes fed in, one (B, C) per thought column, in order."""
+    cols = thought_columns(batch.latent)
+    terms = []
+    for k, (col, thought) in enumerate(zip(cols[:batch.frontier.size(1)], thoughts)):
+        names = batch.frontier[:, k]  # (B, M)
+        rows = batch.latent[:, col] & (names >= 0).any(1)  # rows whose k-th thought has names to reach
+        logp = F.log_softmax(model.logits(thought[rows]).float(), -1)  # (R, V)
+        picked = logp.gather(1, names[rows].clamp(min=0)).masked_fill(names[rows] < 0, -math.inf)
+        terms.append(-torch.logsumexp(picked, 1))
+    terms = torch.cat(terms) if terms else torch.zeros(0, device=batch.ids.device)
+    return terms.mean() if len(terms) else terms.sum()
+
+
+def training_loss(model, batch, bfs_weight=0.0):
     """The training loss with continuous thoughts; gradients flow through every thought.
-    The cache grows by concatenation (never written in place) so that autograd sees it."""
+    The cache grows by concatenation (never written in place) so that autograd sees it.
+    With bfs_weight (and batch.frontier), that times frontier_loss is added."""
     cache = KVCache(model.config.n_layer) if batch.latent.any() else None
-    H, _ = thought_passes(model, batch, cache)
-    return label_loss(model, H, batch)
+    H, thoughts = thought_passes(model, batch, cache)
+    loss = label_loss(model, H, batch)
+    if bfs_weight and batch.frontier is not None:
+        loss = loss + bfs_weight * frontier_loss(model, thoughts, batch)
+    return loss
 
 
 # ----------------------------------------------------------------------------- 5. generation

@@ -10,6 +10,7 @@ and the graph rendering writes them compactly, so that the same pretraining read
     python train.py --dataset prosqa-small   # the graph rendering, renaming and the lookup pretraining
 """
 
+import random
 import re
 from dataclasses import dataclass, replace
 
@@ -53,6 +54,17 @@ class Graph:
     def first_nodes(self):
         """(the person's children that start a shortest path to the answer, all its children)."""
         return self.next_on_path(self.person, 0), self.children().get(self.person, [])
+
+
+    def within(self, hops):
+        """[the names reachable from the person within 1, 2, ..., hops steps along the facts],
+        each sorted (what the BFS loss rewards at each thought, coconut.frontier_loss)."""
+        children, seen, layer, out = self.children(), set(), {self.person}, []
+        for _ in range(hops):
+            layer = {c for u in layer for c in children.get(u, [])} - seen
+            seen |= layer
+            out.append(sorted(seen))
+        return out
 
 
 def split_question(question: str):
@@ -280,6 +292,15 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
         ids += prompt + answer + end
         labels += [IGNORE] * len(prompt) + answer + [IGNORE] * len(end)
     return ids, labels
+
+
+def renamed(records, seed, source, flag):
+    """The records under fresh names drawn with this seed (sample.py --rename SEED, and the
+    test score under fresh names that train.py reports): ProsQA questions (or ProntoQA in the
+    graph rendering) only, else one DataError naming the file (source) and the flag."""
+    need_graphs(records, source, flag)
+    rng, pools = random.Random(seed), name_pools(records)
+    return [rename(r, rng, pools) for r in records]
 
 
 def name_pools(records):

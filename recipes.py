@@ -19,7 +19,7 @@ PAPER = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2
              reset_optimizer=True, markers=True, pad_latent_to_max=True, shuffle_facts=False, mix_prob=0.0,
              rename="off", until=None, patience=0, pretrain_epochs=0, pretrain_queries=8, pretrain_facts=None,
              pretrain_people=None, pretrain_options=0.0, pretrain_lm=False, pretrain_until=None, pretrain_seed=None,
-             until_loss=None, icot_delta=8.0, icot_lambda=4.0)
+             until_loss=None, icot_delta=8.0, icot_lambda=4.0, bfs_loss=0.0)
 
 # A small transformer from scratch on the word-level vocabulary (every ProsQA concept one
 # token), with the paper's curriculum otherwise: the CPU default for the paper-size sets,
@@ -91,6 +91,9 @@ SETTINGS = {
                            "one pretraining, as the paper's runs share GPT-2 (none: the run's --seed)"),
     "until_loss": (float, "stage 0 ends once its training loss is at most this (none: no such gate; --until is "
                           "the other gate)"),
+    "bfs_loss": (float, "beyond the paper: the BFS loss of Zhu et al. 2025 at this weight (0: off), its k-th thought "
+                        "read through the LM head rewarded for the names reachable within k steps of the person "
+                        "(Coconut on graph questions, c_thought 1)"),
     "icot_delta": (float, "--method icot: written-chain tokens removed per epoch (Deng et al.: 8)"),
     "icot_lambda": (float, "--method icot: removal smoothing, o more tokens with probability ~ exp(-lambda o) "
                            "(theirs: 4; inf: off)"),
@@ -129,7 +132,7 @@ def recipe(model, dataset):
 # (args: a run's argparse.Namespace, or the dict a checkpoint stores)
 
 # What a checkpoint older than a setting meant by leaving it out: the value runs had before it.
-BEFORE_FLAG = {"render": "text", "markers": True, "pretrain_options": 0.0}
+BEFORE_FLAG = {"render": "text", "markers": True, "pretrain_options": 0.0, "bfs_loss": 0.0}
 
 
 def stage_schedule(args, stage):

@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import random
 import textwrap
 import time
 from dataclasses import replace
@@ -32,7 +31,7 @@ import coconut
 from data import encode, encoding_from_state, extract_answer, read_split, special_ids, tokenize
 from model import load_checkpoint, pick_device, set_threads
 import pretrain
-from prosqa import RENDERS, has_graphs, name_pools, need_graphs, read_graph, rename, render
+from prosqa import RENDERS, has_graphs, read_graph, render, renamed
 from prosqa_gen import shortest_paths
 
 THOUGHTLESS = ("cot", "no-cot", "icot")  # methods whose prompt never holds thoughts: --latent does not apply
@@ -217,10 +216,12 @@ def read_summary(run):
     if not ok or not all(isinstance(r, dict) and is_number(r.get("seconds")) for r in s["stages"]):
         raise ValueError(f"{path}: not a summary written by train.py (args, stages, test_acc, test_tokens)")
     fields = [(s, "minutes", is_number, "a number"), (s, "hardware", is_line, "a line of text"),
+              (s, "test_new_names", lambda x: isinstance(x, list) and x and all(map(is_number, x)), "a list of numbers"),
               (s["args"], "method", is_line, "a line of text"), (s["args"], "dataset", is_line, "a line of text"),
               (s["args"], "markers", lambda x: type(x) is bool, "true or false"),
               (s["args"], "c_thought", lambda x: type(x) is int, "an integer"),
-              (s["args"], "mix_prob", lambda x: x is None or is_number(x), "a number")]
+              (s["args"], "mix_prob", lambda x: x is None or is_number(x), "a number"),
+              (s["args"], "bfs_loss", is_number, "a number")]
     for where, key, good, kind in fields:
         if key in where and not good(where[key]):
             name = key if where is s else f"args.{key}"
@@ -243,22 +244,25 @@ def is_line(x):
 
 def compare_table(runs):
     """The paper's Table 1 for finished runs: one row per run (method, dataset, test accuracy,
-    generated tokens per question, minutes, hardware), with the paper's GPT-2 figures beside
-    where the run's dataset is one of the paper's."""
+    and under fresh names where the run scored them, generated tokens per question, minutes,
+    hardware), with the paper's GPT-2 figures beside where the run's dataset is one of the paper's."""
     rows = []
     for run in runs:
         path, s = read_summary(run)
         a = s["args"]
         method = a.get("method", "?") + ("" if a.get("markers", True) else ", no markers") + \
             (f", {a['c_thought']} thoughts per step" if a.get("c_thought", 1) != 1 else "") + \
-            (f", mix {a['mix_prob']:g}" if a.get("mix_prob") else "")  # the options that change what a row is
+            (f", mix {a['mix_prob']:g}" if a.get("mix_prob") else "") + \
+            (f", BFS loss {a['bfs_loss']:g} (beyond the paper)" if a.get("bfs_loss") else "")  # what changes what a row is
         minutes = s.get("minutes", sum(r["seconds"] for r in s["stages"]) / 60)  # summaries before "minutes"
         paper = PAPER.get(a.get("dataset"), {}).get(a.get("method"))
-        rows.append((method, str(a.get("dataset", "?")), f"{s['test_acc']:.1%}", f"{s['test_tokens']:.1f}", f"{minutes:.1f}",
+        fresh = s.get("test_new_names")
+        fresh = f"{sum(fresh) / len(fresh):.1%}" if fresh else "-"
+        rows.append((method, str(a.get("dataset", "?")), f"{s['test_acc']:.1%}", fresh, f"{s['test_tokens']:.1f}", f"{minutes:.1f}",
                      s.get("hardware", "-"), f"{paper[0]:.1f}% / {paper[1]:.1f}" if paper else "-"))
-    head = ("method", "dataset", "test acc", "tokens", "minutes", "hardware", "paper (GPT-2): acc / tokens")
+    head = ("method", "dataset", "test acc", "new names", "tokens", "minutes", "hardware", "paper (GPT-2): acc / tokens")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    line = lambda r: "  ".join(c.ljust(w) if i in (0, 1, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(c.ljust(w) if i in (0, 1, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([line(head)] + [line(r) for r in rows]).rstrip()
 
 
@@ -368,13 +372,6 @@ def check_thoughts(path, model, curriculum, n_thoughts, targs):
                          f"than the model's context holds (block_size {block})")
 
 
-def renamed(records, seed, source):
-    """The records under fresh names (sample.py --rename): ProsQA questions only."""
-    need_graphs(records, source, "--rename")
-    rng, pools = random.Random(seed), name_pools(records)
-    return [rename(r, rng, pools) for r in records]
-
-
 def run(args):
     """Load the checkpoint, then answer --question, show --n questions of the split, or --eval it."""
     path = args.ckpt or os.path.join("out", f"{args.dataset}-{args.method}", "latest.pt")
@@ -409,7 +406,7 @@ def run(args):
     source = os.path.join(data_dir, f"{dataset}_{args.split}.json")
     records = render(read_split(source, " (--data-dir, or the folder the run was trained on)"), how, source)
     if args.rename is not None:
-        records = renamed(records, args.rename, source)
+        records = renamed(records, args.rename, source, "--rename")
     if not args.eval:
         for i, rec in enumerate(records[:args.n or 3]):
             show_question(model, enc, sp, rec, curriculum, args, f"{dataset} {args.split} #{i}")

@@ -232,9 +232,13 @@ def check_args(args):
                         ("until_loss", args.until_loss is None or args.until_loss > 0, "(0, inf)"),
                         ("pretrain_people", args.pretrain_people is None or 0 <= args.pretrain_people <= 1, "[0, 1]"),
                         ("pretrain_options", 0 <= args.pretrain_options <= 1, "[0, 1]"),
-                        ("icot_delta", 0.01 <= args.icot_delta <= 1e4, "[0.01, 10000]")):
+                        ("icot_delta", 0.01 <= args.icot_delta <= 1e4, "[0.01, 10000]"),
+                        ("bfs_loss", args.bfs_loss >= 0, "[0, inf)")):
         if not ok:
             raise ValueError(f"{said(k, getattr(args, k))}: must be in {want}")
+    if args.bfs_loss and (args.method not in ("coconut", "no-curriculum") or args.c_thought != 1):
+        raise ValueError(f"{said('bfs_loss', args.bfs_loss)}: supervises continuous thoughts one step each: "
+                         f"--method coconut or no-curriculum with --c-thought 1")
     if not 0 <= args.seed < 2**63:  # torch.manual_seed takes a signed 64-bit seed
         raise ValueError(f"--seed {args.seed}: must be in 0..{2**63 - 1}")
     if args.pretrain_seed is not None and not 0 <= args.pretrain_seed < 2**63:
@@ -296,17 +300,17 @@ class Objective(nn.Module):
     """The Coconut loss as one module, so DDP sees a single forward per step even though
     the thought loop calls the model k+1 times."""
 
-    def __init__(self, model):
+    def __init__(self, model, bfs_weight=0.0):
         super().__init__()
-        self.model = model
+        self.model, self.bfs_weight = model, bfs_weight
 
     def forward(self, batch):
-        return coconut.training_loss(self.model, batch)
+        return coconut.training_loss(self.model, batch, self.bfs_weight)
 
 
-def objective_of(model, compile=False, ddp=False):
+def objective_of(model, compile=False, ddp=False, bfs_weight=0.0):
     """The module a training step calls: Objective, compiled (fused kernels) and/or DDP-wrapped."""
-    objective = Objective(model)
+    objective = Objective(model, bfs_weight)
     if compile:
         objective = torch.compile(objective, dynamic=True)
     return torch.nn.parallel.DistributedDataParallel(objective) if ddp else objective
@@ -356,11 +360,13 @@ def memory_bytes():
 
 def check_graphs(args, splits, enc, pretraining):
     """The options that read graphs meet graphs (ProsQA, or ProntoQA in the graph rendering):
-    --rename, and a pretraining (pretrain.check)."""
+    --rename, the BFS loss, and a pretraining (pretrain.check)."""
     source = os.path.join(args.data_dir, f"{args.dataset}_train.json")
     records = [r for r, _ in splits["train"]]
     if args.rename != "off":
         prosqa.need_graphs(records, source, f"--rename {args.rename}")
+    if args.bfs_loss:
+        prosqa.need_graphs(records, source, f"--set bfs_loss={args.bfs_loss:g}")
     if pretraining:
         pretrain.check(args, records, enc, source)
 
@@ -466,8 +472,13 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
         curriculum = coconut.Curriculum.of_run(vars(args), stage)
         mix = args.mix_prob if stage > 0 else 0.0  # stage 0 is never mixed
         curricula = [curriculum.mixed(mix, rng) for _ in order][rank * per:(rank + 1) * per]  # --mix-prob
-        exs = [data.tokenize(enc, r) if (r := fresh(examples[i][0], rng, args, pools)) else examples[i][1] for i in mine]
-        rows = [cur.layout(ex, sp) + (ex,) for ex, cur in zip(exs, curricula)]
+        recs = [fresh(examples[i][0], rng, args, pools) for i in mine]
+        exs = [data.tokenize(enc, r) if r else examples[i][1] for r, i in zip(recs, mine)]
+        reach = [[]] * len(mine)  # the BFS loss: each row's names within 1..max_stage steps, as token ids
+        if bfs(args, stage):
+            reach = [[[enc.encode_ordinary(" " + n)[0] for n in names]  # a name's first token
+                      for names in prosqa.read_graph(r or examples[i][0]).within(args.max_stage)] for r, i in zip(recs, mine)]
+        rows = [cur.layout(ex, sp) + (names, ex) for ex, cur, names in zip(exs, curricula, reach)]
     chunk = args.batch_size * 16
     batches = []
     for a in range(0, len(rows), chunk):  # sort within chunks: similar lengths, still shuffled
@@ -477,7 +488,13 @@ def epoch_batches(examples, stage, epoch, args, sp, rank=0, world=1, enc=None):
     if args.method == "icot" and stage != PRETRAIN:  # each batch loses the chain tokens its step has removed
         batches = coconut.icot_batches(batches, epoch, args.grad_accum, args.icot_delta, args.icot_lambda, sp,
                                        random.Random(f"{args.seed}-icot-{epoch}-{rank}"))
-    return [coconut.collate([r[0] for r in b], sp, [r[1] for r in b]) for b in batches]
+    return [coconut.collate([r[0] for r in b], sp, [r[1] for r in b], [r[2] for r in b] if bfs(args, stage) else None)
+            for b in batches]
+
+
+def bfs(args, stage):
+    """Whether this stage's batches carry the BFS loss's names (a thought stage of a run with it)."""
+    return bool(args.bfs_loss) and stage > 0
 
 
 # ----------------------------------------------------------------------------- training
@@ -634,17 +651,29 @@ def save_epoch(args, model, opt, enc, stage, epoch, stage_done, history):
         save_checkpoint(os.path.join(args.out, stage_file(stage)), model, meta, keep)
 
 
+NEW_NAMES = 4  # graph questions are also scored under this many fresh namings, seeds 0.. (sample.py --rename)
+
+
 def finish(args, model, test, enc, sp, history, log):
-    """Score the test split at the last stage; print and save (summary.json) the per-stage table."""
-    ev = coconut.evaluate(model, test, enc, sp, coconut.Curriculum.of_run(vars(args), args.last),
-                          max_new_tokens=args.max_new_tokens)
+    """Score the test split at the last stage, and graph questions under fresh names too
+    (the questions the model trained on never had these names: a model that learned
+    questions by their names scores lower); print and save (summary.json) the per-stage table."""
+    curriculum = coconut.Curriculum.of_run(vars(args), args.last)
+    ev = coconut.evaluate(model, test, enc, sp, curriculum, max_new_tokens=args.max_new_tokens)
+    records = [r for r, _ in test]
+    fresh = [coconut.evaluate(model, [(r, data.tokenize(enc, r)) for r in prosqa.renamed(records, seed, "test", "")],
+                              enc, sp, curriculum, max_new_tokens=args.max_new_tokens)["acc"]
+             for seed in range(NEW_NAMES)] if prosqa.has_graphs(records) else []
     summary = summarize(history)
     write_json(os.path.join(args.out, "summary.json"),
                {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "test_n": ev["n"],
-                "minutes": sum(r["seconds"] for r in summary) / 60,
+                **({"test_new_names": fresh} if fresh else {}), "minutes": sum(r["seconds"] for r in summary) / 60,
                 "hardware": describe_device(model.lm_head.weight.device), "args": vars(args)}, indent=1)
     log(format_summary(summary))
     log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
+    if fresh:
+        log(f"test accuracy under fresh names (sample.py --rename 0..{NEW_NAMES - 1}): {sum(fresh) / len(fresh):.1%} "
+            f"({min(fresh):.1%}-{max(fresh):.1%})")
 
 
 LOOKUP_NOTE = ("lookup: after each question, is the model's next name a child of the person asked about that starts "
@@ -758,7 +787,7 @@ class Run:
 
     def __post_init__(self):
         self.sp, self.history = data.special_ids(self.enc), self.start.history
-        self.objective = objective_of(self.model, self.args.compile, self.ddp)
+        self.objective = objective_of(self.model, self.args.compile, self.ddp, self.args.bfs_loss)
         self.lookup = prosqa.has_graphs([r for r, _ in self.splits["valid"]])  # ProsQA: the lookup metric, every epoch
         self.longest = max(sum(map(len, ex["steps"])) for _, ex in self.splits["train"])  # the longest written chain
 

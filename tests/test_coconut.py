@@ -201,6 +201,39 @@ def test_gradients_reach_the_thoughts(tiny_gpt):
         assert (g.abs().sum(-1)[has[:, j]] > 0).all()
 
 
+def test_bfs_loss_against_a_row_by_row_reference(tiny_gpt):
+    """The BFS loss (beyond the paper): for every row and each of its thoughts, one row at a
+    time and without a cache, the hidden state that becomes thought k, read through the LM
+    head, gives -log of the probability summed over thought k's names; frontier_loss is their
+    mean (< 1e-5), rows without a thought there (and padding) counting nothing; training_loss
+    adds it at the given weight, and its gradient reaches the thoughts."""
+    model = tiny_gpt(**SIZE).train()
+    plain = mixed_batch()
+    names = [[[5, 7], [5, 7, 9]], [[3]], [[1, 2, 3], [4]], [[6]]]  # per row, per thought (row 3 has none)
+    seqs = [plain.ids[r][plain.key_mask[r]].tolist() for r in range(4)]
+    labels = [[IGNORE] + plain.targets[r][plain.key_mask[r]].tolist()[:-1] for r in range(4)]
+    batch = collate(seqs, SP, labels, names)
+    assert torch.equal(batch.ids, plain.ids) and batch.frontier.shape == (4, 2, 3)
+    want = []
+    for r, seq in enumerate(seqs):  # each row alone
+        x = model.embed(torch.tensor([seq]))
+        for k, col in enumerate([i for i, t in enumerate(seq) if t == SP.latent]):
+            h, _ = model(embeds=x[:, :col], logits_at=None)
+            x = torch.cat([x[:, :col], h[:, -1:], x[:, col + 1:]], 1)
+            if k < len(names[r]):
+                p = torch.softmax(model.logits(h[0, -1]), -1)
+                want.append(-torch.log(sum(p[i] for i in names[r][k])))
+    assert len(want) == 2 + 1 + 2  # row 0: 3 thoughts, names for 2; row 1: 1; row 2: 2; row 3: no thought
+    H, thoughts = coconut.thought_passes(model, batch, coconut.KVCache(2))
+    got = coconut.frontier_loss(model, thoughts, batch)
+    torch.testing.assert_close(got, torch.stack(want).mean(), rtol=0, atol=1e-5)
+    both = coconut.training_loss(model, batch, 0.5)
+    torch.testing.assert_close(both, coconut.training_loss(model, batch) + 0.5 * got, rtol=0, atol=1e-5)
+    torch.testing.assert_close(coconut.training_loss(model, plain, 0.5), coconut.training_loss(model, plain), rtol=0, atol=0)
+    grads = torch.autograd.grad(got, thoughts, allow_unused=True)
+    assert all(g.abs().sum() > 0 for g in grads[:2]) and grads[2] is None  # names for two thoughts at most
+
+
 def naive_generate(model, prompt, max_new):
     """One row, no cache: fill thoughts by rerunning the prefix, then greedy decode by
     rerunning everything each step."""

@@ -526,3 +526,13 @@ def test_a_huge_split_file_is_refused_before_it_is_read(tmp_path):
         f.truncate(data.MAX_TEXT + 1)
     with pytest.raises(data.DataError, match=r"prosqa_train\.json: 1\.0 GiB, larger than the 1 GiB a dataset file may be"):
         data.read_text(str(path))
+
+
+def test_within_reads_the_reachable_names_hop_by_hop():
+    """Graph.within (what the BFS loss rewards): the names within 1, 2, 3 steps of the person,
+    sorted, each set holding the one before; a name reached twice counts once; the person
+    itself and names it cannot reach never."""
+    g = prosqa.Graph([("Tom", "a"), ("a", "b"), ("b", "c"), ("Tom", "d"), ("d", "b"), ("x", "y"), ("c", "a")],
+                     "Tom", ("c", "y"), [], "c")
+    assert g.within(4) == [["a", "d"], ["a", "b", "d"], ["a", "b", "c", "d"], ["a", "b", "c", "d"]]
+    assert g.within(0) == []

@@ -156,7 +156,7 @@ def test_eval_under_new_names(run, capsys, monkeypatch, tmp_path, one_line_error
     for seed in (0, 0, 1):
         sample.main(["--ckpt", run["ckpt"], "--eval", "--latent", "2", "--rename", str(seed)])
     records = run["records"]["test"]
-    want = sample.renamed(records, 0, "test")
+    want = prosqa.renamed(records, 0, "test", "--rename")
     assert [r for r, _ in seen[0]] == want == [r for r, _ in seen[1]] != [r for r, _ in seen[2]]
     assert all(a["question"] != b["question"] for a, b in zip(want, records))
     lines = [x for x in capsys.readouterr().out.splitlines() if "accuracy" in x]
@@ -327,7 +327,8 @@ def test_free_text_question(run, capsys):
 
 def test_compare_prints_table_1(tmp_path, capsys):
     """--compare reads finished runs' summary.json and prints one row per run with its test
-    accuracy, tokens, minutes (summed over stages where the summary predates 'minutes') and
+    accuracy (and under fresh names, where scored), tokens, minutes (summed over stages where the
+    summary predates 'minutes') and
     hardware; the paper's GPT-2 figures stand beside a run on one of the paper's datasets only."""
     def summary(name, **patch):
         s = {"args": {"method": "coconut", "dataset": "prosqa"}, "stages": [{"seconds": 60.0}, {"seconds": 30.0}],
@@ -335,15 +336,16 @@ def test_compare_prints_table_1(tmp_path, capsys):
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(json.dumps(s))
         return str(tmp_path / name)
-    runs = [summary("a", hardware="AMD EPYC, 1 thread", minutes=2.25),
+    runs = [summary("a", hardware="AMD EPYC, 1 thread", minutes=2.25, test_new_names=[0.5, 0.25, 0.5, 0.75]),
             summary("b", args={"method": "cot", "dataset": "prosqa-tiny", "markers": True}, test_acc=0.875),
             summary("c", args={"method": "coconut", "dataset": "prosqa-small", "markers": False, "c_thought": 2,
                                "mix_prob": 0.1})]
     sample.main(["--compare", *runs])
     head, a, b, c = capsys.readouterr().out.splitlines()
     assert head.split()[:4] == ["method", "dataset", "test", "acc"]
-    assert a.split() == ["coconut", "prosqa", "50.0%", "9.0", "2.2", "AMD", "EPYC,", "1", "thread", "97.0%", "/", "14.2"]
-    assert b.split() == ["cot", "prosqa-tiny", "87.5%", "9.0", "1.5", "-", "-"]
+    assert a.split() == ["coconut", "prosqa", "50.0%", "50.0%", "9.0", "2.2", "AMD", "EPYC,", "1", "thread", "97.0%",
+                         "/", "14.2"]  # the mean under the four fresh namings beside the test accuracy
+    assert b.split() == ["cot", "prosqa-tiny", "87.5%", "-", "9.0", "1.5", "-", "-"]
     assert c.startswith("coconut, no markers, 2 thoughts per step, mix 0.1  prosqa-small"), c
 
 
@@ -436,6 +438,8 @@ GOOD_SUMMARY = {"args": {"method": "coconut", "dataset": "prosqa"}, "stages": [{
     (dict(test_acc=True), "not a summary written by train.py"),
     (dict(test_acc=float("nan")), "not a summary written by train.py"),
     (dict(hardware="CPU\nlines"), "'hardware' must be a line of text"),
+    (dict(test_new_names=[0.9, "0.8"]), "'test_new_names' must be a list of numbers"),
+    (dict(test_new_names=[]), "'test_new_names' must be a list of numbers"),
 ])
 def test_compare_checks_every_field(tmp_path, one_line_error, patch, message):
     """--compare on a summary.json whose fields have the wrong types is one line naming the

@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.testing import assert_close
 
+import coconut
 import data
 import prosqa
 import prosqa_gen
@@ -60,7 +61,8 @@ def run_copy(stage0_run, tmp_path):
 def test_curriculum_end_to_end(prosqa_dir, tmp_path, capsys):
     """--stage 0..2 writes one checkpoint per stage, latest.pt and summary.json; a stage
     checkpoint holds the model, tokenizer, config and resolved arguments; and
-    sample.py --eval on it reproduces the summary's test accuracy and tokens."""
+    sample.py --eval on it reproduces the summary's test accuracy and tokens, and with
+    --rename 0..3 its scores under fresh names."""
     out = tmp_path / "run"
     history = run(prosqa_dir, out, "--stage", "0..2")
     assert [h["stage"] for h in history] == [0, 1, 2]
@@ -80,6 +82,12 @@ def test_curriculum_end_to_end(prosqa_dir, tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if " accuracy " in x)
     assert line.startswith(f"prosqa test: accuracy {100 * summary['test_acc']:.1f}% ") and \
         f"{summary['test_tokens']:.1f} tokens/question" in line, line
+    # and under fresh names, the four namings sample.py --rename 0..3 draws
+    assert len(summary["test_new_names"]) == 4
+    for seed, acc in enumerate(summary["test_new_names"]):
+        sample.main(["--ckpt", str(out / "stage2.pt"), "--eval", "--max-new-tokens", "24", "--rename", str(seed)])
+        line = next(x for x in capsys.readouterr().out.splitlines() if " accuracy " in x)
+        assert line.startswith(f"prosqa test: accuracy {100 * acc:.1f}% "), (seed, line)
 
 
 def test_resume_matches_uninterrupted_run(prosqa_dir, tmp_path):
@@ -362,6 +370,9 @@ BAD_FLAGS = [
     (["--set", "pretrain_people=1.5"], "--set pretrain_people=1.5: must be in [0, 1]"),
     (["--set", "pretrain_options=1.5"], "--set pretrain_options=1.5: must be in [0, 1]"),
     (["--set", "until_loss=0"], "--set until_loss=0.0: must be in (0, inf)"),
+    (["--set", "bfs_loss=-1"], "--set bfs_loss=-1.0: must be in [0, inf)"),
+    (["--set", "bfs_loss=1", "--method", "cot"], "--set bfs_loss=1.0: supervises continuous thoughts one step each"),
+    (["--set", "bfs_loss=1", "--c-thought", "2"], "--set bfs_loss=1.0: supervises continuous thoughts one step each"),
     (["--set", "pretrain_seed=-1"], "--set pretrain_seed=-1: must be in 0..9223372036854775807"),
     (["--stage", "pre"], "--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N"),
     (["--method", "icot", "--set", "icot_delta=0"], "--set icot_delta=0.0: must be in [0.01, 10000]"),
@@ -376,7 +387,7 @@ BAD_FLAGS = [
     (["--set", "block_size=1000000000"], "--set block_size=1000000000: at most 65536 positions"),
     (["--seed", str(2**70)], f"--seed {2**70}: must be in 0.."),
     (["--seed", "-1"], "--seed -1: must be in 0.."),
-    (["--set", "foo=1"], "--set foo=1: no such setting; --set takes beta2, block_size,"),
+    (["--set", "foo=1"], "--set foo=1: no such setting; --set takes beta2, bfs_loss, block_size,"),
     (["--set", "warmup=x"], "--set warmup=x: expected an integer"),
     (["--set", "warmup"], "--set warmup: expected KEY=VALUE"),
     (["--set", "shuffle_facts=yes"], "--set shuffle_facts=yes: expected true or false"),
@@ -501,6 +512,34 @@ def test_pretraining_then_curriculum_in_the_graph_rendering(prosqa_dir, tmp_path
     sample.main(["--ckpt", str(out / "stage1.pt"), "--n", "1"])
     shown = capsys.readouterr().out
     assert "[Q]" in shown and "latent search: P(concept) after '###'" in shown
+
+
+def test_bfs_loss_trains_the_thoughts_on_what_they_reach(prosqa_dir, tmp_path, monkeypatch):
+    """--set bfs_loss (beyond the paper): from stage 1 on, each row carries, per thought, the
+    token ids of the names its graph reaches within that many steps of the person (under the
+    names the epoch shows), and the weighted loss is added; stage 0, without thoughts, is the
+    run without it bit for bit."""
+    seen = []
+    loss = coconut.training_loss
+    monkeypatch.setattr(coconut, "training_loss", lambda m, b, w=0.0: seen.append((b, w)) or loss(m, b, w))
+    with_bfs = run(prosqa_dir, tmp_path / "bfs", *GRAPH, "--rename", "all", "--set", "bfs_loss=0.5", "--stage", "0..1")
+    without = run(prosqa_dir, tmp_path / "plain", *GRAPH, "--rename", "all", "--stage", "0..1")
+    assert with_bfs[0]["train_loss"] == without[0]["train_loss"] and with_bfs[1]["train_loss"] != without[1]["train_loss"]
+    thought = [b for b, w in seen if w == 0.5 and b.latent.any()]
+    assert thought and all(b.frontier is not None for b in thought)
+    assert all(b.frontier is None for b, w in seen if w == 0.5 and not b.latent.any())  # stage 0
+    meta = load_checkpoint(str(tmp_path / "bfs" / "stage1.pt"))[1]["meta"]
+    enc = data.encoding_from_state(meta["tokenizer"])
+    b, sp = thought[0], data.special_ids(enc)
+    for r in range(b.ids.size(0)):  # every row: its question read back, its names within 1, 2, ... steps
+        ids = b.ids[r][b.key_mask[r]].tolist()
+        ids = ids[:min(ids.index(t) if t in ids else len(ids) for t in (sp.bot, sp.latent))]  # the question
+        question = enc.decode(ids).split(" ###")[0].strip()
+        question = question[:question.index(" [R] ") + 5] + question[question.index(" [R] ") + 5:].split()[0]
+        g = prosqa.read_graph({"question": question, "render": "graph", "steps": [], "answer": ""})
+        want = g.within(meta["args"]["max_stage"])
+        got = [sorted(enc.decode([i]).strip() for i in row if i >= 0) for row in b.frontier[r].tolist()]
+        assert got[:len(want)] == want and want[0] == sorted(g.children()[g.person])
 
 
 def test_no_cot_reads_the_lookup_in_the_pretraining_only(prosqa_dir, tmp_path, capsys):

@@ -459,8 +459,13 @@ def lookup_accuracy(model, examples, enc, sp, curriculum=None, batch_size=128):
     name a child of the name before ("hop"), and one that goes on along a shortest path to the
     answer ("path", "first" for every step, and "path_by_step", each step's own; picking the
     branch needs a look ahead, which the written steps must learn before thoughts replace
-    them). examples: (record, tokenised) pairs; records without steps are skipped."""
-    rows, hops = [], []
+    them). Without a curriculum, on the graph rendering, also the lookup about a concept that
+    the pretraining's queries ask after the question and its first step: `[R] c` (c the first
+    step's name) -> a child of c ("concept"), and on ProntoQA the property query `[Q] p [R] c`
+    (c the concept the chain reaches, p the word of the property asked) -> its rule's first
+    token, `not` or the word ("property"). examples: (record, tokenised) pairs; records
+    without steps are skipped."""
+    rows, hops, probes = [], [], []
     for rec, ex in examples:
         g = read_graph(rec)
         good, kids = g.first_nodes()
@@ -480,17 +485,30 @@ def lookup_accuracy(model, examples, enc, sp, curriculum=None, batch_size=128):
             if k == 0:
                 names = {n for fact in g.facts for n in fact}
                 rows.append((first(good), first(kids), len(good) / len(names), len(good) / len(kids), len(hops) - 1))
+        if curriculum is None and rec.get("render") == "graph":
+            after = list(ex["question"]) + list(ex["steps"][0])  # the question and its first step
+            if children.get(g.path[0]):
+                probes.append(("concept", after + enc.encode_ordinary(f" [R] {g.path[0]}"), first(children[g.path[0]])))
+            if len(g.candidates) == 1 and len(g.path) > 1:  # ProntoQA: the rule the chain reaches
+                word = g.path[-1].split()[-1]
+                probes.append(("property", after + enc.encode_ordinary(f" [Q] {word} [R] {g.path[-2]}"),
+                               {enc.encode_ordinary(" " + g.path[-1])[0]}))
     if not rows:
         return None
     was_training = model.training
     model.eval()
     pred = []
-    for i in range(0, len(hops), batch_size):
-        pred += next_token_probs(model, [h[0] for h in hops[i:i + batch_size]], sp).argmax(-1).tolist()
+    prompts = [h[0] for h in hops] + [p[1] for p in probes]
+    for i in range(0, len(prompts), batch_size):
+        pred += next_token_probs(model, prompts[i:i + batch_size], sp).argmax(-1).tolist()
     model.train(was_training)
+    pred, probed = pred[:len(hops)], pred[len(hops):]
     n = len(rows)
     out = {"first": sum(pred[r[4]] in r[0] for r in rows) / n, "child": sum(pred[r[4]] in r[1] for r in rows) / n,
            "guess_names": sum(r[2] for r in rows) / n, "guess_children": sum(r[3] for r in rows) / n, "n": n}
+    for kind in ("concept", "property"):
+        if hits := [p in probe[2] for p, probe in zip(probed, probes) if probe[0] == kind]:
+            out[kind] = sum(hits) / len(hits)
     if curriculum is not None:
         out["hop"] = sum(p in h[1] for p, h in zip(pred, hops)) / len(hops)
         out["path"] = sum(p in h[2] for p, h in zip(pred, hops)) / len(hops)

@@ -713,6 +713,7 @@ def epoch_line(e, n_epochs):
     if "lookup_first" in e:
         line += (f", lookup first {e['lookup_first']:.1%} child {e['lookup_child']:.1%} (guess {e['lookup_guess_names']:.0%}"
                  f" / {e['lookup_guess_children']:.0%})")
+        line += "".join(f", {k} {e['lookup_' + k]:.1%}" for k in ("concept", "property") if "lookup_" + k in e)
     if "lookup_hop" in e:
         line += f", steps: hop {e['lookup_hop']:.1%} path {e['lookup_path']:.1%}"
         if "lookup_path_by_step" in e:

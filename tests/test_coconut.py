@@ -341,13 +341,16 @@ def test_tiny_model_overfits_prosqa_at_stage_2(tiny_gpt):
 def test_lookup_accuracy_counts(prosqa_record, render, monkeypatch):
     """lookup_accuracy asks for the next name after the question (and after 'Tom is a' in
     sentences) and scores it: a first node of a shortest path, a child, or neither; beside
-    them the guessing levels (1 good name of the graph's 6; 1 of Tom's 2 children)."""
+    them the guessing levels (1 good name of the graph's 6; 1 of Tom's 2 children). On the
+    graph rendering it also asks `[R] wumpus` after the question and its first step, a concept's
+    lookup, and scores a child of wumpus (yumpus) against a name that is not (zumpus)."""
     import data
     rec = prosqa.render([prosqa_record], render, "x")[0]
     enc = data.get_encoding("words", [rec])
     sp = data.special_ids(enc)
     ex = data.tokenize(enc, rec)
     said = [" wumpus", " rompus", " zumpus"]  # row 0 names the first node, row 1 another child, row 2 the decoy
+    said += [" yumpus", " zumpus", " yumpus"]  # the concept's lookup (graph rendering): 2 of 3 right
     seen = []
 
     def fake_probs(model, prompts, sp):
@@ -359,9 +362,12 @@ def test_lookup_accuracy_counts(prosqa_record, render, monkeypatch):
 
     monkeypatch.setattr(coconut, "next_token_probs", fake_probs)
     res = coconut.lookup_accuracy(torch.nn.Linear(1, 1), [(rec, ex)] * 3, enc, sp)
-    assert res == pytest.approx({"first": 1 / 3, "child": 2 / 3, "guess_names": 1 / 6, "guess_children": 1 / 2, "n": 3})
+    assert res == pytest.approx({"first": 1 / 3, "child": 2 / 3, "guess_names": 1 / 6, "guess_children": 1 / 2, "n": 3,
+                                 **({"concept": 2 / 3} if render == "graph" else {})})
     tail = "Tom is a" if render == "text" else "[R] Tom"
-    assert all(enc.decode(p).endswith(tail) and p[:len(ex["question"])] == ex["question"] for p in seen)
+    assert all(enc.decode(p).endswith(tail) and p[:len(ex["question"])] == ex["question"] for p in seen[:3])
+    if render == "graph":
+        assert len(seen) == 6 and all(enc.decode(p).endswith("[R] Tom wumpus [R] wumpus") for p in seen[3:])
 
 
 @pytest.mark.parametrize("render", ["text", "graph"])

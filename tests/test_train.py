@@ -779,7 +779,8 @@ def test_the_default_is_the_laptop_recipe():
     args = train.parse_args(["--dataset", "prosqa-small"])
     assert {k: getattr(args, k) for k in recipes.DATASETS["prosqa-small"]} == recipes.DATASETS["prosqa-small"]
     assert args.pretrain_epochs > 0 and args.render == "graph" and args.until_loss and args.max_stage == 3
-    assert args.pretrain_seed == 0 and args.schedule == "last" and (args.patience, args.final_epochs) == (0, 48)
+    assert args.pretrain_seed == 0 and args.schedule == "last"
+    assert (args.patience, args.epochs_per_stage, args.final_epochs) == (0, 20, 48)
     mine = train.parse_args(["--dataset", "prosqa-small", "--n-embd", "64", "--rename", "off", "--patience", "2"])
     assert (mine.n_embd, mine.rename, mine.patience, mine.n_head) == (64, "off", 2, 4)
     paper = train.parse_args(["--dataset", "prosqa-small", "--model", "gpt2"])

@@ -62,10 +62,14 @@ def layouts(records, rng, args, enc):
 
 def end(history, stage, n_epochs, args, lookup):
     """Why the pretraining ends after its latest epoch: the lookup has formed (pretrain_until:
-    a child of the person asked about, on validation), or its epochs are done; None to go on."""
+    on validation, a child of the person asked about, and where they are measured, of a concept
+    asked about, and a concept's property on ProntoQA: coconut.lookup_accuracy), or its epochs
+    are done; None to go on. ProntoQA has one person a graph, whose children need no lookup by
+    name: the person's alone would pass a pretraining that has not formed it (the lab notebook)."""
     e = history[-1]
-    if args.pretrain_until is not None and e.get("lookup_child", 0) >= args.pretrain_until:
-        return f"the lookup has formed (child {e['lookup_child']:.1%})"
+    metrics = {k: e[f"lookup_{k}"] for k in ("child", "concept", "property") if f"lookup_{k}" in e}
+    if args.pretrain_until is not None and metrics and min(metrics.values()) >= args.pretrain_until:
+        return f"the lookup has formed ({', '.join(f'{k} {v:.1%}' for k, v in metrics.items())})"
     return f"{n_epochs} epochs" if e["epoch"] >= n_epochs else None
 
 

@@ -20,16 +20,22 @@ def args_of(prosqa_dir, out, *extra):
 
 
 def test_end_on_the_lookup_or_the_count(prosqa_dir, tmp_path):
-    """The pretraining ends after the first epoch whose lookup reaches pretrain_until, else at
-    its epoch count; without pretrain_until only the count ends it."""
+    """The pretraining ends after the first epoch whose lookups all reach pretrain_until (the
+    person's child, and a concept's and its property where measured), else at its epoch count;
+    without pretrain_until only the count ends it."""
     args = args_of(prosqa_dir, tmp_path / "r", "--set", "pretrain_until=0.9")
     hist = [{"stage": pretrain.STAGE, "epoch": 1, "lookup_child": 0.5}]
     assert pretrain.end(hist, pretrain.STAGE, 3, args, True) is None
     hist.append({"stage": pretrain.STAGE, "epoch": 2, "lookup_child": 0.9})
     assert pretrain.end(hist, pretrain.STAGE, 3, args, True) == "the lookup has formed (child 90.0%)"
+    hist.append({"stage": pretrain.STAGE, "epoch": 3, "lookup_child": 1.0, "lookup_concept": 0.35, "lookup_property": 0.95})
+    assert pretrain.end(hist, pretrain.STAGE, 5, args, True) is None  # every lookup measured must have formed
+    hist.append({"stage": pretrain.STAGE, "epoch": 4, "lookup_child": 1.0, "lookup_concept": 0.9, "lookup_property": 0.95})
+    assert pretrain.end(hist, pretrain.STAGE, 5, args, True) == \
+        "the lookup has formed (child 100.0%, concept 90.0%, property 95.0%)"
     args.pretrain_until = None
-    assert pretrain.end(hist, pretrain.STAGE, 3, args, True) is None
-    assert pretrain.end(hist, pretrain.STAGE, 2, args, True) == "2 epochs"
+    assert pretrain.end(hist, pretrain.STAGE, 5, args, True) is None
+    assert pretrain.end(hist, pretrain.STAGE, 4, args, True) == "4 epochs"
 
 
 def test_seed_is_shared_across_run_seeds():

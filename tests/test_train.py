@@ -596,12 +596,14 @@ def test_rename_shows_each_graph_under_new_names(prosqa_dir, tmp_path, one_line_
 
 
 def test_pretrain_until_ends_the_pretraining(prosqa_dir, tmp_path):
-    """--set pretrain_until=stops the pretraining after the first epoch whose lookup metric
-    reaches it (any metric reaches 1e-9 ... unless it is 0: then the run pretrains on)."""
+    """--set pretrain_until=stops the pretraining after the first epoch whose lookup metrics
+    (the person's child and a concept's) reach it (any metric reaches 1e-9 ... unless it is 0:
+    then the run pretrains on)."""
     history = run(prosqa_dir, tmp_path / "run", *GRAPH, "--pretrain-epochs", "3", "--set", "pretrain_until=1e-9",
                   "--stage", "0")
     pre = [h for h in history if h["stage"] == -1]
-    assert len(pre) == (1 if pre[0]["lookup_child"] > 0 else len(pre)) and history[-1]["stage"] == 0
+    formed = min(pre[0]["lookup_child"], pre[0]["lookup_concept"]) > 0
+    assert len(pre) == (1 if formed else len(pre)) and history[-1]["stage"] == 0
 
 
 def test_resume_in_the_pretraining_and_ending_it_by_hand(prosqa_dir, tmp_path, monkeypatch, one_line_error, capsys):

@@ -660,20 +660,21 @@ def finish(args, model, test, enc, sp, history, log):
     questions by their names scores lower); print and save (summary.json) the per-stage table."""
     curriculum = coconut.Curriculum.of_run(vars(args), args.last)
     ev = coconut.evaluate(model, test, enc, sp, curriculum, max_new_tokens=args.max_new_tokens)
-    records = [r for r, _ in test]
-    fresh = [coconut.evaluate(model, [(r, data.tokenize(enc, r)) for r in prosqa.renamed(records, seed, "test", "")],
-                              enc, sp, curriculum, max_new_tokens=args.max_new_tokens)["acc"]
-             for seed in range(NEW_NAMES)] if prosqa.has_graphs(records) else []
+    records, source = [r for r, _ in test], os.path.join(args.data_dir, f"{args.dataset}_test.json")
+    new_names = [coconut.evaluate(model, [(r, data.tokenize(enc, r)) for r in
+                                          prosqa.renamed(records, seed, source, "the score under fresh names")],
+                                  enc, sp, curriculum, max_new_tokens=args.max_new_tokens)["acc"]
+                 for seed in range(NEW_NAMES)] if prosqa.has_graphs(records) else []
     summary = summarize(history)
     write_json(os.path.join(args.out, "summary.json"),
                {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "test_n": ev["n"],
-                **({"test_new_names": fresh} if fresh else {}), "minutes": sum(r["seconds"] for r in summary) / 60,
+                **({"test_new_names": new_names} if new_names else {}), "minutes": sum(r["seconds"] for r in summary) / 60,
                 "hardware": describe_device(model.lm_head.weight.device), "args": vars(args)}, indent=1)
     log(format_summary(summary))
     log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
-    if fresh:
-        log(f"test accuracy under fresh names (sample.py --rename 0..{NEW_NAMES - 1}): {sum(fresh) / len(fresh):.1%} "
-            f"({min(fresh):.1%}-{max(fresh):.1%})")
+    if new_names:
+        log(f"test accuracy under fresh names (sample.py --rename 0..{NEW_NAMES - 1}): {sum(new_names) / len(new_names):.1%} "
+            f"({min(new_names):.1%}-{max(new_names):.1%})")
 
 
 LOOKUP_NOTE = ("lookup: after each question, is the model's next name a child of the person asked about that starts "

@@ -193,6 +193,28 @@ def prosqa_record():
             "steps": ["Tom is a wumpus.", "Every wumpus is a yumpus."], "answer": "Tom is a yumpus.", "root": 0}
 
 
+@pytest.fixture
+def scripted_next_token(monkeypatch):
+    """scripted_next_token(enc, said) -> the prompts asked about. Replaces
+    coconut.next_token_probs by a script: the i-th prompt it is asked about (counted over every
+    call) gets all its probability on the first token of said[i], so that a metric built on it
+    (coconut.lookup_accuracy) can be checked against known predictions."""
+    import coconut
+
+    def script(enc, said):
+        seen = []
+
+        def probs(model, prompts, sp):
+            out = torch.zeros(len(prompts), enc.n_vocab)
+            for i in range(len(prompts)):
+                out[i, enc.encode_ordinary(said[len(seen) + i])[0]] = 1
+            seen.extend(prompts)
+            return out
+        monkeypatch.setattr(coconut, "next_token_probs", probs)
+        return seen
+    return script
+
+
 # ----------------------------------------------------------------------------- the scripts' errors
 
 ERROR_PREFIX = {"train": "error: ", "sample": "sample.py: error: "}  # what train.main and sample.main print

@@ -338,7 +338,7 @@ def test_tiny_model_overfits_prosqa_at_stage_2(tiny_gpt):
 
 
 @pytest.mark.parametrize("render", ["text", "graph"])
-def test_lookup_accuracy_counts(prosqa_record, render, monkeypatch):
+def test_lookup_accuracy_counts(prosqa_record, render, scripted_next_token):
     """lookup_accuracy asks for the next name after the question (and after 'Tom is a' in
     sentences) and scores it: a first node of a shortest path, a child, or neither; beside
     them the guessing levels (1 good name of the graph's 6; 1 of Tom's 2 children). On the
@@ -351,16 +351,7 @@ def test_lookup_accuracy_counts(prosqa_record, render, monkeypatch):
     ex = data.tokenize(enc, rec)
     said = [" wumpus", " rompus", " zumpus"]  # row 0 names the first node, row 1 another child, row 2 the decoy
     said += [" yumpus", " zumpus", " yumpus"]  # the concept's lookup (graph rendering): 2 of 3 right
-    seen = []
-
-    def fake_probs(model, prompts, sp):
-        seen.extend(prompts)
-        out = torch.zeros(len(prompts), enc.n_vocab)
-        for i in range(len(prompts)):
-            out[i, enc.encode_ordinary(said[len(seen) - len(prompts) + i])[0]] = 1
-        return out
-
-    monkeypatch.setattr(coconut, "next_token_probs", fake_probs)
+    seen = scripted_next_token(enc, said)
     res = coconut.lookup_accuracy(torch.nn.Linear(1, 1), [(rec, ex)] * 3, enc, sp)
     assert res == pytest.approx({"first": 1 / 3, "child": 2 / 3, "guess_names": 1 / 6, "guess_children": 1 / 2, "n": 3,
                                  **({"concept": 2 / 3} if render == "graph" else {})})
@@ -371,7 +362,7 @@ def test_lookup_accuracy_counts(prosqa_record, render, monkeypatch):
 
 
 @pytest.mark.parametrize("render", ["text", "graph"])
-def test_lookup_accuracy_reads_every_written_step(prosqa_record, render, monkeypatch):
+def test_lookup_accuracy_reads_every_written_step(prosqa_record, render, scripted_next_token):
     """With a curriculum, lookup_accuracy also asks for each later step after the steps before
     it (teacher-forced) and scores it: a child of the name before (hop), one that goes on along
     a shortest path to the answer (path), and the path of each step on its own. Tom -> wumpus ->
@@ -382,16 +373,7 @@ def test_lookup_accuracy_reads_every_written_step(prosqa_record, render, monkeyp
     sp = data.special_ids(enc)
     ex = data.tokenize(enc, rec)
     said = [" wumpus", " yumpus", " rompus", " zumpus"]  # question 1: both steps right; question 2: both wrong
-    seen = []
-
-    def fake_probs(model, prompts, sp):
-        out = torch.zeros(len(prompts), enc.n_vocab)
-        for i, p in enumerate(prompts):
-            out[i, enc.encode_ordinary(said[len(seen) + i])[0]] = 1
-        seen.extend(prompts)
-        return out
-
-    monkeypatch.setattr(coconut, "next_token_probs", fake_probs)
+    seen = scripted_next_token(enc, said)
     res = coconut.lookup_accuracy(torch.nn.Linear(1, 1), [(rec, ex)] * 2, enc, sp, Curriculum("cot"))
     assert res == pytest.approx({"first": 1 / 2, "child": 1, "guess_names": 1 / 6, "guess_children": 1 / 2, "n": 2,
                                  "hop": 3 / 4, "path": 2 / 4, "path_by_step": [1 / 2, 1 / 2]})

@@ -447,7 +447,7 @@ def test_pretraining_asks_a_concepts_property_as_the_question_does(records):
     assert "[Q]" not in plain.split("[R]", 1)[1] and plain.count("[R]") == 6
 
 
-def test_lookup_metric_reads_a_concepts_property(monkeypatch):
+def test_lookup_metric_reads_a_concepts_property(scripted_next_token):
     """The pretraining's lookup metric on ProntoQA (graph rendering) asks, after the question
     and its first step, the concept lookup `[R] yumpus` (a child of yumpus) and the property
     query `[Q] small [R] jompus` (jompus is where the chain ends; its rule is `not small`, so
@@ -463,16 +463,7 @@ def test_lookup_metric_reads_a_concepts_property(monkeypatch):
     enc = data.get_encoding("words", [rec])
     sp, ex = data.special_ids(enc), data.tokenize(enc, rec)
     said = [" yumpus", " yumpus", " dumpus", " not", " numpus", " small"]  # 2 questions: the person's step, the probes
-    seen = []
-
-    def fake_probs(model, prompts, sp):
-        seen.extend(prompts)
-        out = torch.zeros(len(prompts), enc.n_vocab)
-        for i in range(len(prompts)):
-            out[i, enc.encode_ordinary(said[len(seen) - len(prompts) + i])[0]] = 1
-        return out
-
-    monkeypatch.setattr(coconut, "next_token_probs", fake_probs)
+    seen = scripted_next_token(enc, said)
     res = coconut.lookup_accuracy(torch.nn.Linear(1, 1), [(rec, ex)] * 2, enc, sp)
     assert res["child"] == 1 and res["concept"] == 1 / 2 and res["property"] == 1 / 2
     tails = [enc.decode(p)[-40:] for p in seen[2:]]

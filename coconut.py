@@ -213,13 +213,10 @@ def collate(seqs, sp, labels=None, frontiers=None):
               next((i for i, y in enumerate(lab) if y != IGNORE), len(seq)) for seq, lab in zip(seqs, labels)]
     pad = [max(anchor) - a for a in anchor]  # left padding of each row
     B, T = len(seqs), max(p + len(seq) for p, seq in zip(pad, seqs))
-    ids = torch.full((B, T), sp.eos, dtype=torch.long)
-    lab = torch.full((B, T), IGNORE, dtype=torch.long)
-    key_mask = torch.zeros(B, T, dtype=torch.bool)
-    for r, (p, seq, row_labels) in enumerate(zip(pad, seqs, labels)):
-        ids[r, p:p + len(seq)] = torch.tensor(seq)
-        lab[r, p:p + len(seq)] = torch.tensor(row_labels)
-        key_mask[r, p:p + len(seq)] = True
+    fill = lambda rows, value: torch.tensor([[value] * p + list(row) + [value] * (T - p - len(row))  # noqa: E731
+                                             for p, row in zip(pad, rows)], dtype=torch.long).view(B, T)
+    ids, lab = fill(seqs, sp.eos), fill(labels, IGNORE)
+    key_mask = fill([[1] * len(seq) for seq in seqs], 0).bool()
     pos = (key_mask.cumsum(1) - 1).clamp(min=0)  # 0 at each row's first real token
     targets = torch.cat([lab[:, 1:], torch.full((B, 1), IGNORE)], 1)  # position t predicts token t+1
     frontier = None

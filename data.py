@@ -269,7 +269,7 @@ def tokenize(enc: tiktoken.Encoding, record: dict) -> dict:
     A graph-rendered record: the words follow each other, a step is one name."""
     # record text is data: a literal "<|latent|>" in it stays plain text
     question, *steps, answer = (enc.encode_ordinary(t) for t in record_texts(record))
-    return {"question": question, "steps": steps, "answer": answer + [special_ids(enc).eos]}
+    return {"question": question, "steps": steps, "answer": answer + [enc.encode_single_token(EOS)]}
 
 
 def extract_answer(text: str) -> str:

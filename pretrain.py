@@ -32,7 +32,7 @@ FILE = "pretrain.pt"
 KEYS = ("model", "init", "dataset", "tokenizer", "render", "n_layer", "n_head", "n_embd", "block_size",
         "pos_emb", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "warmup",
         "grad_clip", "train_frac", "shuffle_facts", "reset_optimizer", "dtype", "pretrain_epochs",
-        "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_options", "pretrain_lm", "pretrain_until")
+        "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_options", "pretrain_crowd", "pretrain_lm", "pretrain_until")
 
 
 def seed(args):
@@ -47,8 +47,10 @@ def check(args, records, enc, source):
     """The pretraining reads ProsQA graphs, and every record, with its pretrain_queries queries,
     must fit the model's context: one DataError naming the file and the record otherwise."""
     prosqa.need_graphs(records, source, "--pretrain-epochs")
+    people = prosqa.name_pools(records)[0]
     for i, r in enumerate(records):
-        if (n := prosqa.lookup_length(enc, r, args.pretrain_queries, args.pretrain_options > 0)) > args.block_size:
+        n = prosqa.lookup_length(enc, r, args.pretrain_queries, args.pretrain_options > 0, args.pretrain_crowd, people)
+        if n > args.block_size:
             raise DataError(f"{source}: record {i}: its pretraining sequence (the facts and --set pretrain_queries="
                             f"{args.pretrain_queries} queries) can reach {n} tokens, past the model's context "
                             f"of {args.block_size}")
@@ -56,8 +58,10 @@ def check(args, records, enc, source):
 
 def layouts(records, rng, args, enc):
     """(ids, labels) of one epoch's pretraining sequences, one per record, in order."""
+    people = prosqa.name_pools(records)[0] if args.pretrain_crowd else ()
     return [prosqa.lookup_layout(enc, r, rng, args.pretrain_queries, args.pretrain_lm, args.pretrain_facts,
-                                 args.pretrain_people, args.pretrain_options) for r in records]
+                                 args.pretrain_people, args.pretrain_options, args.pretrain_crowd, people)
+            for r in records]
 
 
 def end(history, stage, n_epochs, args, lookup):

@@ -20,6 +20,8 @@ from prosqa_gen import CONCEPTS, PEOPLE, PRONTOQA_ASK, parse_sentence, sentences
 RENDERS = ("text", "graph")
 FACT = re.compile(r"(?:Every )?(\S+) is a (\S+)\.")  # "Every X is a Y." or "P is a Y."
 ASK = re.compile(r"Is (\S+) a (\S+) or (\S+)\?")
+WORD = re.compile(r"\w+")  # a name is a whole word in both renderings
+CROWD_CHILDREN = 2  # the categories of each person the pretraining's crowd adds (a ProntoQA person's count)
 
 
 @dataclass(frozen=True)
@@ -168,16 +170,18 @@ def lookup_query(x, c, roots, graph, options=None):
     return f"{offer}{'' if x in roots else 'Every '}{x} is a", " " + c, ".\n"
 
 
-def lookup_length(enc, record: dict, n_queries: int, options: bool = False) -> int:
-    """The most tokens lookup_layout can give the record: all its facts, then n_queries of
-    its longest query, offering the two longest names when options may be offered (checked
-    against the model's context before any pretraining)."""
+def lookup_length(enc, record: dict, n_queries: int, options: bool = False, crowd: int = 0, people=()) -> int:
+    """The most tokens lookup_layout can give the record: all its facts and the crowd's, then
+    n_queries of its longest query, offering the two longest names when options may be offered
+    (checked against the model's context before any pretraining)."""
     g, graph = read_graph(record), record.get("render") == "graph"
     roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
-    longest = sorted({n for f in g.facts for n in f}, key=lambda n: -len(enc.encode_ordinary(" " + n)))[:2]
+    names = sorted({n for f in g.facts for n in f} | set(people if crowd else ()), key=lambda n: -len(enc.encode_ordinary(" " + n)))
+    longest = names[:2]
     offer = (longest * 2)[:2] if options else None
-    query = max(sum(len(enc.encode_ordinary(t)) for t in lookup_query(u, v, roots, graph, offer)) for u, v in g.facts)
-    return len(enc.encode_ordinary(lookup_context(g.facts, roots, graph))) + n_queries * query
+    facts = g.facts + [(longest[0], longest[0])] * (CROWD_CHILDREN * crowd)  # a crowd's fact is at most this long
+    query = max(sum(len(enc.encode_ordinary(t)) for t in lookup_query(u, v, roots, graph, offer)) for u, v in facts)
+    return len(enc.encode_ordinary(lookup_context(facts, roots, graph))) + n_queries * query
 
 
 def graph_question(facts, candidates, person) -> str:
@@ -240,8 +244,24 @@ def reshuffle(record: dict, rng) -> dict:
     return {**record, "question": " ".join(facts) + f" Is {m[1]} a {a} or {b}?"}
 
 
-def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
-                  n_facts: int | None = None, people: float | None = None, options: float = 0.0) -> tuple[list, list]:
+def with_crowd(facts, roots, crowd, people, rng):
+    """The facts with `crowd` more people (names of `people` the graph does not use), each
+    given CROWD_CHILDREN of the graph's concepts as its categories, their facts placed at
+    random among the others. A ProntoQA graph has one person, whose facts a model can find by
+    the kind of name alone; among several people it must match the name asked about, the
+    lookup every later step needs (the lab notebook)."""
+    names = {n for f in facts for n in f}
+    concepts = sorted(n for n in names - set(roots) if not is_property(n))
+    strangers = [p for p in people if p not in names]
+    facts = list(facts)
+    for person in rng.sample(strangers, min(crowd, len(strangers))) if concepts else ():
+        for c in rng.sample(concepts, min(CROWD_CHILDREN, len(concepts))):
+            facts.insert(rng.randint(0, len(facts)), (person, c))
+    return facts
+
+
+def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False, n_facts: int | None = None,
+                  people: float | None = None, options: float = 0.0, crowd: int = 0, pool=()) -> tuple[list, list]:
     """Pretraining for a model from scratch: (ids, labels) of the record's facts followed by
     n_queries lookups "x -> a child of x", with a loss on each child only (lm: and on every
     token of the facts, a language-model loss on the question's own text). A pretrained
@@ -258,12 +278,16 @@ def lookup_layout(enc, record: dict, rng, n_queries: int, lm: bool = False,
     question's last step): picking the offered child, which a question's last step needs. On
     ProntoQA (one property asked) that share instead asks a concept for its property the way the
     question asks it, the property's word offered in either polarity (`[Q] not small [R] x
-    small`): reading the polarity of the rule the chain reaches, which its last step needs."""
+    small`): reading the polarity of the rule the chain reaches, which its last step needs. With
+    crowd, that many more people (drawn from pool, the people's names) join the graph (with_crowd)."""
     g = read_graph(record)
     roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
     facts = g.facts
     if n_facts is not None and n_facts < len(facts):
         facts = [facts[i] for i in sorted(rng.sample(range(len(facts)), rng.randint(n_facts, len(facts))))]
+    if crowd:
+        facts = with_crowd(facts, roots, crowd, pool, rng)
+        roots = roots | {u for u, _ in facts if u in pool}
     children = replace(g, facts=facts).children()
     sources = sorted(children)
     graph = record.get("render") == "graph"
@@ -316,15 +340,14 @@ def rename(record, rng, pools=(PEOPLE, CONCEPTS)):
     answer; names in no pool keep theirs). A model cannot then learn a training question by
     its names, as Zhu et al.'s node numbers, drawn afresh, do not let it. Works on either
     rendering: the names are whole words in both."""
-    words = set(re.findall(r"\w+", record["question"]))
+    words = set(WORD.findall(record["question"]))
     new = {}
     for pool in pools:
         mine = [x for x in pool if x in words]
         new.update(zip(mine, rng.sample(pool, len(mine))))
     if not new:
         return record
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, new)) + r")\b")
-    sub = lambda text: pattern.sub(lambda m: new[m[1]], text)  # noqa: E731
+    sub = lambda text: WORD.sub(lambda m: new.get(m[0], m[0]), text)  # noqa: E731  (whole words only)
     out = {**record, "question": sub(record["question"]), "steps": [sub(s) for s in record["steps"]],
            "answer": sub(record["answer"])}
     if "idx_to_symbol" in record:

@@ -18,7 +18,7 @@ PAPER = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2
              grad_accum=4, train_frac=1.0, stage0_epochs=None, epochs_per_stage=5, final_epochs=20,
              reset_optimizer=True, markers=True, pad_latent_to_max=True, shuffle_facts=False, mix_prob=0.0,
              rename="off", until=None, patience=0, pretrain_epochs=0, pretrain_queries=8, pretrain_facts=None,
-             pretrain_people=None, pretrain_options=0.0, pretrain_lm=False, pretrain_until=None, pretrain_seed=None,
+             pretrain_people=None, pretrain_options=0.0, pretrain_crowd=0, pretrain_lm=False, pretrain_until=None, pretrain_seed=None,
              until_loss=None, icot_delta=8.0, icot_lambda=4.0, bfs_loss=0.0)
 
 # A small transformer from scratch on the word-level vocabulary (every ProsQA concept one
@@ -85,6 +85,9 @@ SETTINGS = {
                                "with a child alike)"),
     "pretrain_options": (float, "this share of the pretraining's queries first offers two names, the child asked "
                                 "for and a name that is not one (`[Q] c d [R] x c`, the form of a question's last step)"),
+    "pretrain_crowd": (int, "this many more people join each pretraining graph, each a name of the split's "
+                            "people with two of the graph's concepts (ProntoQA has one person a graph, found by its "
+                            "kind of name alone; among several the lookup must match the name)"),
     "pretrain_lm": (bool, "the pretraining's loss also covers every token of the facts"),
     "pretrain_until": (float, "the pretraining ends after the first epoch whose lookup metric (a child of the "
                               "person asked about, on validation) reaches this fraction (none: its epoch count)"),
@@ -133,7 +136,7 @@ def recipe(model, dataset):
 # (args: a run's argparse.Namespace, or the dict a checkpoint stores)
 
 # What a checkpoint older than a setting meant by leaving it out: the value runs had before it.
-BEFORE_FLAG = {"render": "text", "markers": True, "pretrain_options": 0.0, "bfs_loss": 0.0}
+BEFORE_FLAG = {"render": "text", "markers": True, "pretrain_options": 0.0, "pretrain_crowd": 0, "bfs_loss": 0.0}
 
 
 def stage_schedule(args, stage):

@@ -222,7 +222,8 @@ def check_args(args):
               "pretrain_facts"):
         if getattr(args, k) is not None and getattr(args, k) < 1:
             raise ValueError(f"{said(k, getattr(args, k))}: must be at least 1")
-    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs", "icot_lambda", "patience"):
+    for k in ("max_stage", "warmup", "lr", "weight_decay", "grad_clip", "pretrain_epochs", "pretrain_crowd", "icot_lambda",
+              "patience"):
         if getattr(args, k) < 0:
             raise ValueError(f"{said(k, getattr(args, k))}: must not be negative")
     for k, ok, want in (("train_frac", 0 < args.train_frac <= 1, "(0, 1]"),

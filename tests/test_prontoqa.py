@@ -447,6 +447,36 @@ def test_pretraining_asks_a_concepts_property_as_the_question_does(records):
     assert "[Q]" not in plain.split("[R]", 1)[1] and plain.count("[R]") == 6
 
 
+def test_pretraining_crowd_adds_people_to_match_by_name(records):
+    """--set pretrain_crowd on ProntoQA (one person a graph): that many more people, names of the
+    pool the graph does not use, each with two of the graph's concepts, their facts among the
+    others; the queries about people then ask them too; the graph's own facts all stay, in their
+    order; the length bound holds; crowd 0 is the layout without it, draw for draw."""
+    import prosqa
+    recs = [prosqa.render_graph(r) for r in records[:20]]
+    enc = data.get_encoding("words", recs)
+    pool = prosqa.name_pools(recs)[0]
+    asked = set()
+    for seed, rec in enumerate(recs):
+        g = prosqa.read_graph(rec)
+        concepts = {n for f in g.facts for n in f if not prosqa.is_property(n)} - {g.person}
+        ids, labels = prosqa.lookup_layout(enc, rec, random.Random(seed), 8, people=1.0, crowd=2, pool=pool)
+        text = enc.decode(ids)
+        facts = [tuple(f.strip().split(" ", 1)) for f in text.split("[R]")[0].split("|")[:-1]]
+        extra = [f for f in facts if f not in g.facts]
+        assert [f for f in facts if f in g.facts] == list(g.facts) and len(extra) == 2 * prosqa.CROWD_CHILDREN
+        strangers = {u for u, _ in extra}
+        assert len(strangers) == 2 and strangers <= set(pool) - {g.person} and {v for _, v in extra} <= concepts
+        roots = {u for u, _ in facts} - {v for _, v in facts}  # the people, and concepts nobody is
+        for x, c in re.findall(r"\[R\] (\S+) ((?:not )?\S+)", text):
+            assert (x, c) in facts and x in roots
+            asked.add(x in strangers)
+        assert len(ids) <= prosqa.lookup_length(enc, rec, 8, False, 2, pool)
+        assert prosqa.lookup_layout(enc, rec, random.Random(seed), 8, people=0.5) == \
+            prosqa.lookup_layout(enc, rec, random.Random(seed), 8, people=0.5, crowd=0, pool=pool)
+    assert asked == {True, False}
+
+
 def test_lookup_metric_reads_a_concepts_property(scripted_next_token):
     """The pretraining's lookup metric on ProntoQA (graph rendering) asks, after the question
     and its first step, the concept lookup `[R] yumpus` (a child of yumpus) and the property

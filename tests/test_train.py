@@ -369,6 +369,7 @@ BAD_FLAGS = [
     (["--set", "pretrain_facts=0"], "--set pretrain_facts=0: must be at least 1"),
     (["--set", "pretrain_people=1.5"], "--set pretrain_people=1.5: must be in [0, 1]"),
     (["--set", "pretrain_options=1.5"], "--set pretrain_options=1.5: must be in [0, 1]"),
+    (["--set", "pretrain_crowd=-1"], "--set pretrain_crowd=-1: must not be negative"),
     (["--set", "until_loss=0"], "--set until_loss=0.0: must be in (0, inf)"),
     (["--set", "bfs_loss=-1"], "--set bfs_loss=-1.0: must be in [0, inf)"),
     (["--set", "bfs_loss=1", "--method", "cot"], "--set bfs_loss=1.0: supervises continuous thoughts one step each"),

@@ -32,7 +32,8 @@ FILE = "pretrain.pt"
 KEYS = ("model", "init", "dataset", "tokenizer", "render", "n_layer", "n_head", "n_embd", "block_size",
         "pos_emb", "lr", "batch_size", "grad_accum", "weight_decay", "beta2", "warmup",
         "grad_clip", "train_frac", "shuffle_facts", "reset_optimizer", "dtype", "pretrain_epochs",
-        "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_options", "pretrain_crowd", "pretrain_lm", "pretrain_until")
+        "pretrain_queries", "pretrain_facts", "pretrain_people", "pretrain_options", "pretrain_crowd", "pretrain_lm",
+        "pretrain_until")
 
 
 def seed(args):

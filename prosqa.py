@@ -176,8 +176,8 @@ def lookup_length(enc, record: dict, n_queries: int, options: bool = False, crow
     (checked against the model's context before any pretraining)."""
     g, graph = read_graph(record), record.get("render") == "graph"
     roots = {u for u, _ in g.facts} - {v for _, v in g.facts}
-    names = sorted({n for f in g.facts for n in f} | set(people if crowd else ()), key=lambda n: -len(enc.encode_ordinary(" " + n)))
-    longest = names[:2]
+    names = {n for f in g.facts for n in f} | set(people if crowd else ())
+    longest = sorted(names, key=lambda n: -len(enc.encode_ordinary(" " + n)))[:2]
     offer = (longest * 2)[:2] if options else None
     facts = g.facts + [(longest[0], longest[0])] * (CROWD_CHILDREN * crowd)  # a crowd's fact is at most this long
     query = max(sum(len(enc.encode_ordinary(t)) for t in lookup_query(u, v, roots, graph, offer)) for u, v in facts)

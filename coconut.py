@@ -213,8 +213,11 @@ def collate(seqs, sp, labels=None, frontiers=None):
               next((i for i, y in enumerate(lab) if y != IGNORE), len(seq)) for seq, lab in zip(seqs, labels)]
     pad = [max(anchor) - a for a in anchor]  # left padding of each row
     B, T = len(seqs), max(p + len(seq) for p, seq in zip(pad, seqs))
-    fill = lambda rows, value: torch.tensor([[value] * p + list(row) + [value] * (T - p - len(row))  # noqa: E731
-                                             for p, row in zip(pad, rows)], dtype=torch.long).view(B, T)
+
+    def fill(rows, value):  # (B, T): each row in its place, `value` around it; one tensor call for the batch
+        return torch.tensor([[value] * p + list(row) + [value] * (T - p - len(row)) for p, row in zip(pad, rows)],
+                            dtype=torch.long).view(B, T)
+
     ids, lab = fill(seqs, sp.eos), fill(labels, IGNORE)
     key_mask = fill([[1] * len(seq) for seq in seqs], 0).bool()
     pos = (key_mask.cumsum(1) - 1).clamp(min=0)  # 0 at each row's first real token

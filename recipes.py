@@ -18,8 +18,8 @@ PAPER = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2
              grad_accum=4, train_frac=1.0, stage0_epochs=None, epochs_per_stage=5, final_epochs=20,
              reset_optimizer=True, markers=True, pad_latent_to_max=True, shuffle_facts=False, mix_prob=0.0,
              rename="off", until=None, patience=0, pretrain_epochs=0, pretrain_queries=8, pretrain_facts=None,
-             pretrain_people=None, pretrain_options=0.0, pretrain_crowd=0, pretrain_lm=False, pretrain_until=None, pretrain_seed=None,
-             until_loss=None, icot_delta=8.0, icot_lambda=4.0, bfs_loss=0.0)
+             pretrain_people=None, pretrain_options=0.0, pretrain_crowd=0, pretrain_lm=False, pretrain_until=None,
+             pretrain_seed=None, until_loss=None, icot_delta=8.0, icot_lambda=4.0, bfs_loss=0.0)
 
 # A small transformer from scratch on the word-level vocabulary (every ProsQA concept one
 # token), with the paper's curriculum otherwise: the CPU default for the paper-size sets,

@@ -48,7 +48,7 @@ def check(args, records, enc, source):
     """The pretraining reads ProsQA graphs, and every record, with its pretrain_queries queries,
     must fit the model's context: one DataError naming the file and the record otherwise."""
     prosqa.need_graphs(records, source, "--pretrain-epochs")
-    people = prosqa.name_pools(records)[0]
+    people = prosqa.name_pools(records)[0] if args.pretrain_crowd else ()
     for i, r in enumerate(records):
         n = prosqa.lookup_length(enc, r, args.pretrain_queries, args.pretrain_options > 0, args.pretrain_crowd, people)
         if n > args.block_size:

@@ -57,8 +57,16 @@ PRESETS = {"small": SMALL, "gpt2": PAPER, "gpt2-scratch": {**PAPER, "tokenizer":
 
 # The laptop-scale generated sets run the laptop recipe on the small model (`--model small`,
 # the default); its curriculum is as deep as their questions.
+# ProntoQA (5 steps, 6 stages) changes three things (the lab notebook's "Shorter contexts form
+# ProntoQA's lookup"): half the pretraining's queries ask a concept's property the way the
+# question asks it, each pretraining sequence states between 5 and all of its facts (with all of
+# them the concept lookup never formed), and stage 0 ends on its path gate (every written step,
+# the last one's polarity included, right on 97% of validation), not on its loss: the loss gate
+# passes a stage 0 whose last step is a coin flip.
+PRONTOQA = {**LAPTOP, "max_stage": 6, "pretrain_options": 0.5, "pretrain_facts": 5, "until_loss": None,
+            "until": 0.97}
 DATASETS = {"prosqa-small": {**LAPTOP, "max_stage": 3}, "prosqa-tiny": {**LAPTOP, "max_stage": 2},
-            "prontoqa": {**LAPTOP, "max_stage": 6}}
+            "prontoqa": PRONTOQA}
 
 
 # The settings a recipe holds that have no flag of their own: `train.py --set KEY=VALUE`

@@ -792,6 +792,17 @@ def test_the_default_is_the_laptop_recipe():
     assert paper.pretrain_seed is None and paper.schedule == "constant"
 
 
+def test_prontoqa_recipe_gates_stage_0_on_its_path():
+    """`--dataset prontoqa` takes its own recipe: the laptop one with shorter pretraining
+    contexts, property queries, and stage 0 gated on its written steps (path), not its loss;
+    `--set until_loss=...` still brings the loss gate back."""
+    args = train.parse_args(["--dataset", "prontoqa"])
+    assert (args.until, args.until_loss, args.pretrain_facts, args.pretrain_options, args.max_stage) == \
+        (0.97, None, 5, 0.5, 6)
+    assert args.render == "graph" and args.pretrain_epochs == 30 and args.epochs_per_stage == 20
+    assert train.parse_args(["--dataset", "prontoqa", "--set", "until_loss=0.2"]).until_loss == 0.2
+
+
 def test_stage_end_says_why():
     """Stage 0 ends once its written steps go along shortest paths (--until on the path
     metric), and warns when its cap comes first; a middle stage ends after --patience epochs

@@ -23,7 +23,7 @@ PAPER = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2
 
 # A small transformer from scratch on the word-level vocabulary (every ProsQA concept one
 # token), with the paper's curriculum otherwise: the CPU default for the paper-size sets,
-# where it stays at chance (the lab notebook); GSM8k and ProntoQA use it too.
+# where it stays at chance (the lab notebook); GSM8k uses it too.
 SMALL = {**PAPER, "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 512, "tokenizer": "words", "pos_emb": "rope",
          "lr": 3e-3, "beta2": 0.95, "warmup": 100, "batch_size": 8, "grad_accum": 1,
          "epochs_per_stage": 2, "final_epochs": 4}
@@ -55,16 +55,17 @@ ZHU = {**LAPTOP, "n_head": 8, "n_embd": 768, "lr": 1e-4, "weight_decay": 0.01}
 
 PRESETS = {"small": SMALL, "gpt2": PAPER, "gpt2-scratch": {**PAPER, "tokenizer": "words"}, "zhu": ZHU}
 
-# The laptop-scale generated sets run the laptop recipe on the small model (`--model small`,
-# the default); its curriculum is as deep as their questions.
 # ProntoQA (5 steps, 6 stages) changes three things (the lab notebook's "Shorter contexts form
 # ProntoQA's lookup"): half the pretraining's queries ask a concept's property the way the
 # question asks it, each pretraining sequence states between 5 and all of its facts (with all of
-# them the concept lookup never formed), and stage 0 ends on its path gate (every written step,
-# the last one's polarity included, right on 97% of validation), not on its loss: the loss gate
-# passes a stage 0 whose last step is a coin flip.
+# them the concept lookup never formed), and stage 0 ends on its path gate (97% of its written steps
+# on validation right, the last one's polarity included), not on its loss: the loss gate passes
+# a stage 0 whose last step is a coin flip.
 PRONTOQA = {**LAPTOP, "max_stage": 6, "pretrain_options": 0.5, "pretrain_facts": 5, "until_loss": None,
             "until": 0.97}
+
+# The laptop-scale generated sets run the laptop recipe on the small model (`--model small`,
+# the default); its curriculum is as deep as their questions.
 DATASETS = {"prosqa-small": {**LAPTOP, "max_stage": 3}, "prosqa-tiny": {**LAPTOP, "max_stage": 2},
             "prontoqa": PRONTOQA}
 

@@ -85,6 +85,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def number_or_none(text):
+    """A flag's number, or none: the flag's gate off where its recipe sets one (--until)."""
+    return None if text.lower() == "none" else float(text)
+
+
 def parse_args(argv=None):
     """The run's arguments: the flags given, over the recipe (recipes.py); with --resume, over
     the interrupted run's own arguments, which a flag given may change only where an exact
@@ -108,10 +113,11 @@ def parse_args(argv=None):
         for k, v in (old if isinstance(old, dict) else {}).items():
             if k not in given and k not in ("resume", "out", "first", "last", "pretrained"):
                 setattr(args, k, v)
+                given.add(k)  # the run's own value, none included, over the recipe's
     if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
         args.max_stage = 0
     for k, v in {**recipe(args.model, args.dataset), **settings}.items():  # what is given wins over the recipe
-        if getattr(args, k, None) is None or k in settings:
+        if (getattr(args, k, None) is None and k not in given) or k in settings:  # given none (--until none) too
             setattr(args, k, v)
     args.stage = args.stage or f"0..{args.max_stage}"
     if args.max_new_tokens is None:
@@ -160,11 +166,10 @@ def parser():
                         "stage 0..max-stage instead (the official code's uniform_prob, which may also pick a later "
                         "stage); stage 0, the written chain the thoughts are made from, is never mixed")
     p.add_argument("--stage0-epochs", type=int, default=None, help="epochs of stage 0, at most (default: --epochs-per-stage)")
-    p.add_argument("--until", type=float, default=None,
+    p.add_argument("--until", type=number_or_none, default=None,
                    help="stage 0 ends once its written steps go the right way: on ProsQA, teacher-forced, the share of "
                         "steps whose name goes on along a shortest path to the answer (path, logged every epoch) reaches "
-                        "this fraction "
-                        "(--stage0-epochs is then a cap)")
+                        "this fraction (--stage0-epochs is then a cap; none: no such gate, where a recipe sets one)")
     p.add_argument("--patience", type=int, default=None,
                    help="a stage other than stage 0 and the last ends after this many epochs without a new best "
                         "validation accuracy (its epoch count is then a cap); 0: fixed counts, as the paper")
@@ -730,7 +735,8 @@ def stage_end(history, stage, n_epochs, args, lookup):
     stage before the curriculum's last ends once its thoughts do what the steps they replace
     did (its best validation accuracy at least the stage before's best) and its accuracy has
     not risen for --patience epochs. Any stage ends at its epoch count, a cap when gated; the
-    last stage runs its count (the budget)."""
+    last stage runs its count (the budget). A middle stage that ends below the stage before's
+    best accuracy says so, gated or not."""
     entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]
     gated = 0 < stage < args.max_stage and args.patience  # a middle thought stage, gated on its accuracy
@@ -747,12 +753,14 @@ def stage_end(history, stage, n_epochs, args, lookup):
     if e["epoch"] >= n_epochs:
         unformed = stage == 0 and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
         unfit = stage == 0 and args.until_loss is not None and args.last > 0
-        below = gated and e.get("valid_acc", 1) < before
+        last = e.get("valid_acc", 1.0)
+        below = 0 < stage < args.max_stage and last < before  # gated or not: the thoughts lost ground
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "
                                        f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else
                                        f"; WARNING: the written steps are not fit (train loss {e['train_loss']:.4f} > "
                                        f"{args.until_loss}), the thoughts will replace unlearned steps" if unfit else
-                                       "; WARNING: below the stage before's best accuracy" if below else "")
+                                       f"; WARNING: below the stage before's best accuracy ({last:.1%} < "
+                                       f"{before:.1%})" if below else "")
     return None
 
 

@@ -792,22 +792,27 @@ def test_the_default_is_the_laptop_recipe():
     assert paper.pretrain_seed is None and paper.schedule == "constant"
 
 
-def test_prontoqa_recipe_gates_stage_0_on_its_path():
+def test_prontoqa_recipe_gates_stage_0_on_its_path(monkeypatch):
     """`--dataset prontoqa` takes its own recipe: the laptop one with shorter pretraining
     contexts, property queries, and stage 0 gated on its written steps (path), not its loss;
-    `--set until_loss=...` still brings the loss gate back."""
+    `--set until_loss=...` still brings the loss gate back, and `--until none` takes the path gate away
+    (and keeps it away on --resume)."""
     args = train.parse_args(["--dataset", "prontoqa"])
     assert (args.until, args.until_loss, args.pretrain_facts, args.pretrain_options, args.max_stage) == \
         (0.97, None, 5, 0.5, 6)
     assert args.render == "graph" and args.pretrain_epochs == 30 and args.epochs_per_stage == 20
     assert train.parse_args(["--dataset", "prontoqa", "--set", "until_loss=0.2"]).until_loss == 0.2
+    assert train.parse_args(["--dataset", "prontoqa", "--until", "none"]).until is None  # its path gate off
+    monkeypatch.setattr(train, "read_meta", lambda path: {"args": {"dataset": "prontoqa", "until": None}})
+    assert train.parse_args(["--out", "run", "--resume"]).until is None  # the run's none stays none on resume
 
 
 def test_stage_end_says_why():
     """Stage 0 ends once its written steps go along shortest paths (--until on the path
     metric), and warns when its cap comes first; a middle stage ends after --patience epochs
     without a new best validation accuracy, once its best reaches the stage before's best
-    (else it trains to its cap, and warns); the last stage runs its count."""
+    (else it trains to its cap, and warns, as an ungated one does when it ends below); the last
+    stage runs its count."""
     args = train.parse_args(["--dataset", "prosqa-small", "--until", "0.8", "--set", "until_loss=none", "--patience", "2"])
 
     def end(rows, stage, n, before=()):  # before: the stage before's validation accuracies
@@ -823,7 +828,11 @@ def test_stage_end_says_why():
     assert end(accs, 1, 8) == "validation accuracy has not risen for 2 epochs (best 60.0% at epoch 2, stage 0's best 0.0%)"
     assert end(accs, 1, 8, before=(0.5, 0.6)).startswith("validation accuracy has not risen for 2 epochs")
     assert end(accs, 1, 8, before=(0.7, 0.65)) is None  # below what the written step did: not formed yet
-    assert end(accs, 1, 4, before=(0.7,)) == "4 epochs; WARNING: below the stage before's best accuracy"
+    assert end(accs, 1, 4, before=(0.7,)) == "4 epochs; WARNING: below the stage before's best accuracy (55.0% < 70.0%)"
+    args.patience = 0  # ungated (the recipes' default): the middle stage runs its count, and still warns
+    assert end(accs[:2], 1, 4, before=(0.7,)) is None
+    assert end(accs, 1, 4, before=(0.7,)).endswith("WARNING: below the stage before's best accuracy (55.0% < 70.0%)")
+    assert end(accs, 1, 4, before=(0.5,)) == "4 epochs" and end(accs, 3, 4, before=(0.7,)) == "4 epochs"
     assert end(accs, 3, 60) is None and end(accs, 3, 4) == "4 epochs"
     args.until, args.until_loss = None, 0.19  # the laptop recipe's stage-0 gate: its training loss
     assert end([{"train_loss": 0.2}], 0, 40) is None

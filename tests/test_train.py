@@ -794,13 +794,15 @@ def test_the_default_is_the_laptop_recipe():
 
 def test_prontoqa_recipe_gates_stage_0_on_its_path(monkeypatch):
     """`--dataset prontoqa` takes its own recipe: the laptop one with shorter pretraining
-    contexts, property queries, and stage 0 gated on its written steps (path), not its loss;
+    contexts, property queries, stage 0 gated on its written steps (path), not its loss, and
+    its middle stages on their accuracy (patience 3, at most 40 epochs);
     `--set until_loss=...` still brings the loss gate back, and `--until none` takes the path gate away
     (and keeps it away on --resume)."""
     args = train.parse_args(["--dataset", "prontoqa"])
     assert (args.until, args.until_loss, args.pretrain_facts, args.pretrain_options, args.max_stage) == \
         (0.97, None, 5, 0.5, 6)
-    assert args.render == "graph" and args.pretrain_epochs == 30 and args.epochs_per_stage == 20
+    assert args.render == "graph" and args.pretrain_epochs == 30 and args.final_epochs == 48
+    assert (args.patience, args.epochs_per_stage) == (3, 40)  # its middle stages gated, a higher cap
     assert train.parse_args(["--dataset", "prontoqa", "--set", "until_loss=0.2"]).until_loss == 0.2
     assert train.parse_args(["--dataset", "prontoqa", "--until", "none"]).until is None  # its path gate off
     monkeypatch.setattr(train, "read_meta", lambda path: {"args": {"dataset": "prontoqa", "until": None}})

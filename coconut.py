@@ -35,6 +35,7 @@ from prosqa import read_graph
 
 # Coconut, then the baselines of the paper's Table 1
 METHODS = ("coconut", "no-curriculum", "no-thought", "pause-as-thought", "cot", "no-cot", "pause", "icot")
+STAGED = ("coconut", "no-thought", "pause-as-thought")  # the methods whose layout changes from stage to stage
 
 # ----------------------------------------------------------------------------- 1. curriculum
 

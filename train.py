@@ -735,8 +735,8 @@ def stage_end(history, stage, n_epochs, args, lookup):
     stage before the curriculum's last ends once its thoughts do what the steps they replace
     did (its best validation accuracy at least the stage before's best) and its accuracy has
     not risen for --patience epochs. Any stage ends at its epoch count, a cap when gated; the
-    last stage runs its count (the budget). A middle stage that ends below the stage before's
-    best accuracy says so, gated or not."""
+    last stage runs its count (the budget). A middle stage whose layout differs from the stage
+    before's (coconut.STAGED) and ends below that stage's best accuracy says so, gated or not."""
     entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]
     gated = 0 < stage < args.max_stage and args.patience  # a middle thought stage, gated on its accuracy
@@ -754,7 +754,7 @@ def stage_end(history, stage, n_epochs, args, lookup):
         unformed = stage == 0 and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
         unfit = stage == 0 and args.until_loss is not None and args.last > 0
         last = e.get("valid_acc", 1.0)
-        below = 0 < stage < args.max_stage and last < before  # gated or not: the thoughts lost ground
+        below = 0 < stage < args.max_stage and args.method in coconut.STAGED and last < before  # gated or not
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "
                                        f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else
                                        f"; WARNING: the written steps are not fit (train loss {e['train_loss']:.4f} > "

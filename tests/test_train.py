@@ -835,6 +835,9 @@ def test_stage_end_says_why():
     assert end(accs[:2], 1, 4, before=(0.7,)) is None
     assert end(accs, 1, 4, before=(0.7,)).endswith("WARNING: below the stage before's best accuracy (55.0% < 70.0%)")
     assert end(accs, 1, 4, before=(0.5,)) == "4 epochs" and end(accs, 3, 4, before=(0.7,)) == "4 epochs"
+    args.method = "cot"  # every stage the same written chain: a stage is only the schedule, nothing to lose
+    assert end(accs, 1, 4, before=(0.7,)) == "4 epochs"
+    args.method = "coconut"
     assert end(accs, 3, 60) is None and end(accs, 3, 4) == "4 epochs"
     args.until, args.until_loss = None, 0.19  # the laptop recipe's stage-0 gate: its training loss
     assert end([{"train_loss": 0.2}], 0, 40) is None

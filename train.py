@@ -739,7 +739,8 @@ def stage_end(history, stage, n_epochs, args, lookup):
     before's (coconut.STAGED) and ends below that stage's best accuracy says so, gated or not."""
     entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]
-    gated = 0 < stage < args.max_stage and args.patience  # a middle thought stage, gated on its accuracy
+    middle = 0 < stage < args.max_stage
+    gated = middle and args.patience  # a middle thought stage, gated on its accuracy
     before = max((h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
     if stage == 0 and args.until is not None and e.get("lookup_path", -1) >= args.until:
         return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
@@ -754,7 +755,7 @@ def stage_end(history, stage, n_epochs, args, lookup):
         unformed = stage == 0 and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
         unfit = stage == 0 and args.until_loss is not None and args.last > 0
         last = e.get("valid_acc", 1.0)
-        below = 0 < stage < args.max_stage and args.method in coconut.STAGED and last < before  # gated or not
+        below = middle and args.method in coconut.STAGED and last < before  # gated or not
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "
                                        f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else
                                        f"; WARNING: the written steps are not fit (train loss {e['train_loss']:.4f} > "

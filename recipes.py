@@ -41,12 +41,14 @@ SMALL = {**PAPER, "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 512, "t
 # one whose thoughts fail; 40 epochs at most); the middle thought stages train their 20 epochs
 # (`patience` 0: a plateau of 2 epochs on 300 validation questions ended them while they were
 # still learning, and the last stage paid for it; 20 epochs each start the last stage 11 points
-# higher than 10 did; the lab notebook has the runs).
+# higher than 10 did; the lab notebook has the runs). iCoT (one stage, as many epochs as these
+# stages at their caps) removes a chain token every 20 epochs, the curriculum's pace of a step a
+# stage (a step is one name here; Deng et al.'s 8 tokens an epoch took the whole chain in one).
 LAPTOP = {**SMALL, "n_head": 4, "n_embd": 128, "render": "graph", "lr": 1e-3, "batch_size": 128,
           "reset_optimizer": False, "markers": False, "shuffle_facts": True, "mix_prob": 0.1, "rename": "last",
           "schedule": "last", "pretrain_epochs": 30, "pretrain_people": 0.5, "pretrain_until": 0.95, "pretrain_seed": 0,
           "until": None, "until_loss": 0.19, "patience": 0, "stage0_epochs": 40, "epochs_per_stage": 20,
-          "final_epochs": 48}
+          "final_epochs": 48, "icot_delta": 0.05}
 
 # Zhu et al. 2025 ("Reasoning by Superposition", args/prosqa_coconut_2l_8h_768d.yaml): their
 # model size from scratch (2 layers, width 768, 8 heads) with the laptop recipe's pretraining,

@@ -220,6 +220,7 @@ def read_summary(run):
               (s["args"], "method", is_line, "a line of text"), (s["args"], "dataset", is_line, "a line of text"),
               (s["args"], "markers", lambda x: type(x) is bool, "true or false"),
               (s["args"], "c_thought", lambda x: type(x) is int, "an integer"),
+              (s["args"], "seed", lambda x: type(x) is int, "an integer"),
               (s["args"], "mix_prob", lambda x: x is None or is_number(x), "a number"),
               (s["args"], "bfs_loss", is_number, "a number")]
     for where, key, good, kind in fields:
@@ -243,7 +244,7 @@ def is_line(x):
 
 
 def compare_table(runs):
-    """The paper's Table 1 for finished runs: one row per run (method, dataset, test accuracy,
+    """The paper's Table 1 for finished runs: one row per run (method, dataset, seed, test accuracy,
     and under fresh names where the run scored them, generated tokens per question, minutes,
     hardware), with the paper's GPT-2 figures beside where the run's dataset is one of the paper's."""
     rows = []
@@ -258,11 +259,11 @@ def compare_table(runs):
         paper = PAPER.get(a.get("dataset"), {}).get(a.get("method"))
         fresh = s.get("test_new_names")
         fresh = f"{sum(fresh) / len(fresh):.1%}" if fresh else "-"
-        rows.append((method, str(a.get("dataset", "?")), f"{s['test_acc']:.1%}", fresh, f"{s['test_tokens']:.1f}", f"{minutes:.1f}",
+        rows.append((method, str(a.get("dataset", "?")), str(a.get("seed", "-")), f"{s['test_acc']:.1%}", fresh, f"{s['test_tokens']:.1f}", f"{minutes:.1f}",
                      s.get("hardware", "-"), f"{paper[0]:.1f}% / {paper[1]:.1f}" if paper else "-"))
-    head = ("method", "dataset", "test acc", "new names", "tokens", "minutes", "hardware", "paper (GPT-2): acc / tokens")
+    head = ("method", "dataset", "seed", "test acc", "new names", "tokens", "minutes", "hardware", "paper (GPT-2): acc / tokens")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    line = lambda r: "  ".join(c.ljust(w) if i in (0, 1, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(c.ljust(w) if i in (0, 1, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([line(head)] + [line(r) for r in rows]).rstrip()
 
 

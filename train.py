@@ -114,15 +114,18 @@ def parse_args(argv=None):
             if k not in given and k not in ("resume", "out", "first", "last", "pretrained"):
                 setattr(args, k, v)
                 given.add(k)  # the run's own value, none included, over the recipe's
-    if args.method == "icot":  # one stage, final_epochs long: the chain goes a token at a time, not a step
-        args.max_stage = 0
     for k, v in {**recipe(args.model, args.dataset), **settings}.items():  # what is given wins over the recipe
         if (getattr(args, k, None) is None and k not in given) or k in settings:  # given none (--until none) too
             setattr(args, k, v)
+    args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
+    if args.method == "icot" and args.max_stage > 0:  # one stage: the chain goes a token at a time, not a step
+        if "final_epochs" not in given:  # as many epochs as the curriculum's stages at their caps (the paper: 50)
+            first = args.stage0_epochs if args.stage0_epochs is not None else args.epochs_per_stage
+            args.final_epochs = first + (args.max_stage - 1) * args.epochs_per_stage + args.final_epochs
+        args.max_stage = 0
     args.stage = args.stage or f"0..{args.max_stage}"
     if args.max_new_tokens is None:
         args.max_new_tokens = 64 if args.dataset.startswith("gsm8k") else 128
-    args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
     args.shuffle_facts = bool(args.shuffle_facts)
     check_args(args)
     args.first, args.last = parse_stages(args.stage, args.max_stage)
@@ -739,12 +742,13 @@ def stage_end(history, stage, n_epochs, args, lookup):
     before's (coconut.STAGED) and ends below that stage's best accuracy says so, gated or not."""
     entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]
+    first = stage == 0 < args.max_stage  # stage 0 before thoughts (iCoT's one stage is its last: no gate)
     middle = 0 < stage < args.max_stage
     gated = middle and args.patience  # a middle thought stage, gated on its accuracy
     before = max((h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
-    if stage == 0 and args.until is not None and e.get("lookup_path", -1) >= args.until:
+    if first and args.until is not None and e.get("lookup_path", -1) >= args.until:
         return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
-    if stage == 0 and args.until_loss is not None and e["train_loss"] <= args.until_loss:
+    if first and args.until_loss is not None and e["train_loss"] <= args.until_loss:
         return f"the written steps are fit (train loss {e['train_loss']:.4f} <= {args.until_loss})"
     if gated and "valid_acc" in e:
         best = max(range(len(entries)), key=lambda i: (entries[i]["valid_acc"], -i))  # the first best epoch
@@ -752,8 +756,8 @@ def stage_end(history, stage, n_epochs, args, lookup):
             return (f"validation accuracy has not risen for {args.patience} epochs (best {entries[best]['valid_acc']:.1%} "
                     f"at epoch {entries[best]['epoch']}, stage {stage - 1}'s best {before:.1%})")
     if e["epoch"] >= n_epochs:
-        unformed = stage == 0 and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
-        unfit = stage == 0 and args.until_loss is not None and args.last > 0
+        unformed = first and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
+        unfit = first and args.until_loss is not None and args.last > 0
         last = e.get("valid_acc", 1.0)
         below = middle and args.method in coconut.STAGED and last < before  # gated or not
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "

@@ -336,16 +336,17 @@ def test_compare_prints_table_1(tmp_path, capsys):
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(json.dumps(s))
         return str(tmp_path / name)
-    runs = [summary("a", hardware="AMD EPYC, 1 thread", minutes=2.25, test_new_names=[0.5, 0.25, 0.5, 0.75]),
+    runs = [summary("a", args={"method": "coconut", "dataset": "prosqa", "seed": 2}, hardware="AMD EPYC, 1 thread",
+                    minutes=2.25, test_new_names=[0.5, 0.25, 0.5, 0.75]),
             summary("b", args={"method": "cot", "dataset": "prosqa-tiny", "markers": True}, test_acc=0.875),
             summary("c", args={"method": "coconut", "dataset": "prosqa-small", "markers": False, "c_thought": 2,
                                "mix_prob": 0.1})]
     sample.main(["--compare", *runs])
     head, a, b, c = capsys.readouterr().out.splitlines()
-    assert head.split()[:4] == ["method", "dataset", "test", "acc"]
-    assert a.split() == ["coconut", "prosqa", "50.0%", "50.0%", "9.0", "2.2", "AMD", "EPYC,", "1", "thread", "97.0%",
+    assert head.split()[:5] == ["method", "dataset", "seed", "test", "acc"]
+    assert a.split() == ["coconut", "prosqa", "2", "50.0%", "50.0%", "9.0", "2.2", "AMD", "EPYC,", "1", "thread", "97.0%",
                          "/", "14.2"]  # the mean under the four fresh namings beside the test accuracy
-    assert b.split() == ["cot", "prosqa-tiny", "87.5%", "-", "9.0", "1.5", "-", "-"]
+    assert b.split() == ["cot", "prosqa-tiny", "-", "87.5%", "-", "9.0", "1.5", "-", "-"]
     assert c.startswith("coconut, no markers, 2 thoughts per step, mix 0.1  prosqa-small"), c
 
 
@@ -434,6 +435,7 @@ GOOD_SUMMARY = {"args": {"method": "coconut", "dataset": "prosqa"}, "stages": [{
     (dict(args={"method": 3, "dataset": "prosqa"}), "'args.method' must be a line of text, not 3"),
     (dict(args={"method": "cot", "dataset": ["prosqa"]}), "'args.dataset' must be a line of text"),
     (dict(args={"method": "cot", "c_thought": "2"}), "'args.c_thought' must be an integer"),
+    (dict(args={"method": "cot", "seed": 1.5}), "'args.seed' must be an integer"),
     (dict(args={"method": "cot", "mix_prob": "0.1"}), "'args.mix_prob' must be a number"),
     (dict(test_acc=True), "not a summary written by train.py"),
     (dict(test_acc=float("nan")), "not a summary written by train.py"),

@@ -774,6 +774,18 @@ def test_icot_end_to_end(prosqa_dir, tmp_path, capsys):
 # ----------------------------------------------------------------------------- recipes and stage gates
 
 
+def test_icot_trains_the_curriculums_epochs():
+    """iCoT's one stage trains as many epochs as the curriculum's stages at their caps, unless
+    --final-epochs is given: the paper's 50 (6 stages of 5, then 20), the laptop's 40 + 20 + 20 +
+    48; the laptop recipe removes a token every 20 epochs (a step a stage, as the curriculum)."""
+    laptop = train.parse_args(["--dataset", "prosqa-small", "--method", "icot"])
+    assert (laptop.max_stage, laptop.stage, laptop.final_epochs, laptop.icot_delta) == (0, "0..0", 128, 0.05)
+    paper = train.parse_args(["--dataset", "prosqa", "--model", "gpt2", "--method", "icot"])
+    assert (paper.final_epochs, paper.icot_delta) == (50, 8.0)
+    assert train.parse_args(["--dataset", "prosqa-small", "--method", "icot", "--final-epochs", "7"]).final_epochs == 7
+    assert train.parse_args(["--dataset", "prosqa-small", "--method", "cot"]).final_epochs == 48
+
+
 def test_the_default_is_the_laptop_recipe():
     """`--dataset prosqa-small` with no other flag takes recipes.py's laptop recipe (the
     pretraining, the graph rendering, the gates); a flag given wins over it; the paper's
@@ -814,7 +826,7 @@ def test_stage_end_says_why():
     metric), and warns when its cap comes first; a middle stage ends after --patience epochs
     without a new best validation accuracy, once its best reaches the stage before's best
     (else it trains to its cap, and warns, as an ungated one does when it ends below); the last
-    stage runs its count."""
+    stage runs its count, iCoT's one stage included."""
     args = train.parse_args(["--dataset", "prosqa-small", "--until", "0.8", "--set", "until_loss=none", "--patience", "2"])
 
     def end(rows, stage, n, before=()):  # before: the stage before's validation accuracies
@@ -844,6 +856,9 @@ def test_stage_end_says_why():
     assert end([{"train_loss": 0.19}], 0, 40) == "the written steps are fit (train loss 0.1900 <= 0.19)"
     assert end([{"train_loss": 0.25}] * 3, 0, 3) == ("3 epochs; WARNING: the written steps are not fit (train loss "
                                                      "0.2500 > 0.19), the thoughts will replace unlearned steps")
+    args.method, args.max_stage, args.until = "icot", 0, 0.8  # iCoT: one stage, the curriculum's last, runs its count
+    assert end([{"train_loss": 0.1, "lookup_path": 1.0}], 0, 40) is None
+    assert end([{"train_loss": 0.1, "lookup_path": 1.0}] * 3, 0, 3) == "3 epochs"
 
 
 def test_schedule_per_stage():

@@ -19,7 +19,7 @@ PAPER = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tokenizer="gpt2
              reset_optimizer=True, markers=True, pad_latent_to_max=True, shuffle_facts=False, mix_prob=0.0,
              rename="off", until=None, patience=0, pretrain_epochs=0, pretrain_queries=8, pretrain_facts=None,
              pretrain_people=None, pretrain_options=0.0, pretrain_crowd=0, pretrain_lm=False, pretrain_until=None,
-             pretrain_seed=None, until_loss=None, icot_delta=8.0, icot_lambda=4.0, bfs_loss=0.0)
+             pretrain_seed=None, until_loss=None, gate_margin=0.0, icot_delta=8.0, icot_lambda=4.0, bfs_loss=0.0)
 
 # A small transformer from scratch on the word-level vocabulary (every ProsQA concept one
 # token), with the paper's curriculum otherwise: the CPU default for the paper-size sets,
@@ -109,6 +109,9 @@ SETTINGS = {
                            "one pretraining, as the paper's runs share GPT-2 (none: the run's --seed)"),
     "until_loss": (float, "stage 0 ends once its training loss is at most this (none: no such gate; --until is "
                           "the other gate)"),
+    "gate_margin": (float, "a gated middle stage (--patience) counts as formed once its best validation accuracy is "
+                           "within this of the stage before's best (0: at least that best, a maximum over a few hundred "
+                           "questions)"),
     "bfs_loss": (float, "beyond the paper: the BFS loss of Zhu et al. 2025 at this weight (0: off), its k-th thought "
                         "read through the LM head rewarded for the names reachable within k steps of the person "
                         "(Coconut on graph questions, c_thought 1)"),

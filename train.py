@@ -241,6 +241,7 @@ def check_args(args):
                         ("until_loss", args.until_loss is None or args.until_loss > 0, "(0, inf)"),
                         ("pretrain_people", args.pretrain_people is None or 0 <= args.pretrain_people <= 1, "[0, 1]"),
                         ("pretrain_options", 0 <= args.pretrain_options <= 1, "[0, 1]"),
+                        ("gate_margin", 0 <= args.gate_margin <= 1, "[0, 1]"),
                         ("icot_delta", 0.01 <= args.icot_delta <= 1e4, "[0.01, 10000]"),
                         ("bfs_loss", args.bfs_loss >= 0, "[0, inf)")):
         if not ok:
@@ -736,7 +737,7 @@ def stage_end(history, stage, n_epochs, args, lookup):
     thoughts will replace: with --until it ends once they follow shortest paths (the path
     metric, ProsQA), with until_loss once its training loss has fallen that far. A thought
     stage before the curriculum's last ends once its thoughts do what the steps they replace
-    did (its best validation accuracy at least the stage before's best) and its accuracy has
+    did (its best validation accuracy at least the stage before's best, less gate_margin) and its accuracy has
     not risen for --patience epochs. Any stage ends at its epoch count, a cap when gated; the
     last stage runs its count (the budget). A middle stage whose layout differs from the stage
     before's (coconut.STAGED) and ends below that stage's best accuracy says so, gated or not."""
@@ -746,20 +747,21 @@ def stage_end(history, stage, n_epochs, args, lookup):
     middle = 0 < stage < args.max_stage
     gated = middle and args.patience  # a middle thought stage, gated on its accuracy
     before = max((h["valid_acc"] for h in history if h["stage"] == stage - 1 and "valid_acc" in h), default=0.0)
+    formed = before - args.gate_margin - 1e-9  # the accuracy that counts as the stage before's (within gate_margin)
     if first and args.until is not None and e.get("lookup_path", -1) >= args.until:
         return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
     if first and args.until_loss is not None and e["train_loss"] <= args.until_loss:
         return f"the written steps are fit (train loss {e['train_loss']:.4f} <= {args.until_loss})"
     if gated and "valid_acc" in e:
         best = max(range(len(entries)), key=lambda i: (entries[i]["valid_acc"], -i))  # the first best epoch
-        if len(entries) - 1 - best >= args.patience and entries[best]["valid_acc"] >= before:
+        if len(entries) - 1 - best >= args.patience and entries[best]["valid_acc"] >= formed:
             return (f"validation accuracy has not risen for {args.patience} epochs (best {entries[best]['valid_acc']:.1%} "
                     f"at epoch {entries[best]['epoch']}, stage {stage - 1}'s best {before:.1%})")
     if e["epoch"] >= n_epochs:
         unformed = first and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
         unfit = first and args.until_loss is not None and args.last > 0
         last = e.get("valid_acc", 1.0)
-        below = middle and args.method in coconut.STAGED and last < before  # gated or not
+        below = middle and args.method in coconut.STAGED and last < formed  # gated or not
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "
                                        f"{args.until:.0%}), the thoughts will replace unlearned steps" if unformed else
                                        f"; WARNING: the written steps are not fit (train loss {e['train_loss']:.4f} > "

@@ -376,6 +376,7 @@ BAD_FLAGS = [
     (["--set", "bfs_loss=1", "--c-thought", "2"], "--set bfs_loss=1.0: supervises continuous thoughts one step each"),
     (["--set", "pretrain_seed=-1"], "--set pretrain_seed=-1: must be in 0..9223372036854775807"),
     (["--stage", "pre"], "--stage pre: runs the lookup pretraining alone, so it needs --pretrain-epochs N"),
+    (["--set", "gate_margin=1.5"], "--set gate_margin=1.5: must be in [0, 1]"),
     (["--method", "icot", "--set", "icot_delta=0"], "--set icot_delta=0.0: must be in [0.01, 10000]"),
     (["--method", "icot", "--set", "icot_delta=1e-320"], "--set icot_delta=1e-320: must be in [0.01, 10000]"),
     (["--method", "icot", "--set", "icot_lambda=nan"], "--set icot_lambda=nan: must be a finite number"),
@@ -843,6 +844,11 @@ def test_stage_end_says_why():
     assert end(accs, 1, 8, before=(0.5, 0.6)).startswith("validation accuracy has not risen for 2 epochs")
     assert end(accs, 1, 8, before=(0.7, 0.65)) is None  # below what the written step did: not formed yet
     assert end(accs, 1, 4, before=(0.7,)) == "4 epochs; WARNING: below the stage before's best accuracy (55.0% < 70.0%)"
+    args.gate_margin = 0.05  # within 5 points of the stage before's best counts as formed
+    assert end(accs, 1, 8, before=(0.7, 0.65)) is None and end(accs, 1, 4, before=(0.7,)).endswith("(55.0% < 70.0%)")
+    assert end(accs, 1, 8, before=(0.65,)).startswith("validation accuracy has not risen for 2 epochs (best 60.0%")
+    assert end([{"valid_acc": 0.5}, {"valid_acc": 0.55}], 1, 2, before=(0.58,)) == "2 epochs"  # no warning: within 5
+    args.gate_margin = 0.0
     args.patience = 0  # ungated (the recipes' default): the middle stage runs its count, and still warns
     assert end(accs[:2], 1, 4, before=(0.7,)) is None
     assert end(accs, 1, 4, before=(0.7,)).endswith("WARNING: below the stage before's best accuracy (55.0% < 70.0%)")

@@ -259,9 +259,11 @@ def compare_table(runs):
         paper = PAPER.get(a.get("dataset"), {}).get(a.get("method"))
         fresh = s.get("test_new_names")
         fresh = f"{sum(fresh) / len(fresh):.1%}" if fresh else "-"
-        rows.append((method, str(a.get("dataset", "?")), str(a.get("seed", "-")), f"{s['test_acc']:.1%}", fresh, f"{s['test_tokens']:.1f}", f"{minutes:.1f}",
-                     s.get("hardware", "-"), f"{paper[0]:.1f}% / {paper[1]:.1f}" if paper else "-"))
-    head = ("method", "dataset", "seed", "test acc", "new names", "tokens", "minutes", "hardware", "paper (GPT-2): acc / tokens")
+        rows.append((method, str(a.get("dataset", "?")), str(a.get("seed", "-")), f"{s['test_acc']:.1%}", fresh,
+                     f"{s['test_tokens']:.1f}", f"{minutes:.1f}", s.get("hardware", "-"),
+                     f"{paper[0]:.1f}% / {paper[1]:.1f}" if paper else "-"))
+    head = ("method", "dataset", "seed", "test acc", "new names", "tokens", "minutes", "hardware",
+            "paper (GPT-2): acc / tokens")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     line = lambda r: "  ".join(c.ljust(w) if i in (0, 1, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([line(head)] + [line(r) for r in rows]).rstrip()

@@ -120,8 +120,7 @@ def parse_args(argv=None):
     args.final_epochs = args.final_epochs if args.final_epochs is not None else args.epochs_per_stage
     if args.method == "icot" and args.max_stage > 0:  # one stage: the chain goes a token at a time, not a step
         if "final_epochs" not in given:  # as many epochs as the curriculum's stages at their caps (the paper: 50)
-            first = args.stage0_epochs if args.stage0_epochs is not None else args.epochs_per_stage
-            args.final_epochs = first + (args.max_stage - 1) * args.epochs_per_stage + args.final_epochs
+            args.final_epochs += sum(epochs_of(s, args) for s in range(args.max_stage))
         args.max_stage = 0
     args.stage = args.stage or f"0..{args.max_stage}"
     if args.max_new_tokens is None:
@@ -301,7 +300,7 @@ def epochs_of(stage, args):
     stays there until epoch 50); the pretraining, at most pretrain_epochs."""
     if stage == PRETRAIN:
         return args.pretrain_epochs
-    if stage == args.last and stage >= args.max_stage:
+    if stage >= args.max_stage and stage == args.last:  # (a stage before max_stage needs no args.last)
         return args.final_epochs
     return args.stage0_epochs if stage == 0 and args.stage0_epochs is not None else args.epochs_per_stage
 
@@ -737,9 +736,9 @@ def stage_end(history, stage, n_epochs, args, lookup):
     thoughts will replace: with --until it ends once they follow shortest paths (the path
     metric, ProsQA), with until_loss once its training loss has fallen that far. A thought
     stage before the curriculum's last ends once its thoughts do what the steps they replace
-    did (its best validation accuracy at least the stage before's best, less gate_margin) and its accuracy has
-    not risen for --patience epochs. Any stage ends at its epoch count, a cap when gated; the
-    last stage runs its count (the budget). A middle stage whose layout differs from the stage
+    did (its best validation accuracy at least the stage before's best, less gate_margin) and
+    its accuracy has not risen for --patience epochs. Any stage ends at its epoch count, a cap
+    when gated; the last stage runs its count (the budget). A middle stage whose layout differs from the stage
     before's (coconut.STAGED) and ends below that stage's best accuracy says so, gated or not."""
     entries = [h for h in history if h["stage"] == stage]
     e = entries[-1]

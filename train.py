@@ -678,7 +678,8 @@ def finish(args, model, test, enc, sp, history, log):
     write_json(os.path.join(args.out, "summary.json"),
                {"stages": summary, "test_acc": ev["acc"], "test_tokens": ev["tokens"], "test_n": ev["n"],
                 **({"test_new_names": new_names} if new_names else {}), "minutes": sum(r["seconds"] for r in summary) / 60,
-                "hardware": describe_device(model.lm_head.weight.device), "args": vars(args)}, indent=1)
+                "hardware": hardware_of(history, describe_device(model.lm_head.weight.device)), "args": vars(args)},
+               indent=1)
     log(format_summary(summary))
     log(f"test accuracy (stage {args.last}): {ev['acc']:.1%} over {ev['n']} questions, {ev['tokens']:.1f} tokens/question")
     if new_names:
@@ -882,7 +883,7 @@ def train_stage(run, stage, end):
         done = False
         if master:
             entry.update(validate(run.model, run.splits["valid"][:args.eval_n], run.enc, run.sp, args, stage, run.lookup))
-            entry["seconds"] = time.time() - t_epoch
+            entry.update(seconds=time.time() - t_epoch, hardware=describe_device(run.device))
             run.history.append(entry)
             why = end(run.history, stage, n_epochs, args, run.lookup)
             done = why is not None
@@ -908,6 +909,13 @@ def icot_epoch(args, stage, epoch, steps, longest):
         return frozenset(), {}
     renew = coconut.icot_renewals(epoch, steps, args.icot_delta, longest) if args.reset_optimizer else frozenset()
     return renew, {"removed": coconut.icot_removed((epoch + 1) * steps - 1, steps, args.icot_delta)}
+
+
+def hardware_of(history, now):
+    """The hardware a run's epochs used, in words: each setting once, in order (a run resumed
+    with another --threads used two); epochs saved before epochs named theirs count as `now`."""
+    seen = dict.fromkeys(e.get("hardware", now) for e in history) or {now: None}
+    return "; then ".join(seen)
 
 
 def summarize(history):

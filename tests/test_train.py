@@ -75,6 +75,7 @@ def test_curriculum_end_to_end(prosqa_dir, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert [r["stage"] for r in summary["stages"]] == [0, 1, 2]
     assert 0.0 <= summary["test_acc"] <= 1.0 and summary["test_tokens"] > 0
+    assert summary["hardware"] == train.describe_device("cpu") and summary["hardware"].endswith(", 1 thread")
     # sample.py --eval reads the run and scores the test split exactly as train.py did
     import sample
     capsys.readouterr()
@@ -340,6 +341,17 @@ def test_resume_flag_lists_cover_every_flag(prosqa_dir, stage0_run):
     history = run(prosqa_dir, stage0_run, "--stage", "0", "--resume", "--device", "cpu", "--threads", "2",
                   "--eval-n", "4", "--max-new-tokens", "8", "--set", "block_size=128")
     assert [h["stage"] for h in history] == [0]
+
+
+def test_hardware_names_each_setting_the_epochs_used():
+    """summary.json's hardware names every setting a run's epochs used, once each, in order (a
+    run resumed with another --threads used two); epochs saved before epochs named theirs, and
+    a run with none, count as the hardware now."""
+    one, two = "AMD EPYC, 1 thread", "AMD EPYC, 2 threads"
+    assert train.hardware_of([{"hardware": two}, {"hardware": two}, {"hardware": one}], one) == f"{two}; then {one}"
+    assert train.hardware_of([{}, {"hardware": two}], one) == f"{one}; then {two}"
+    assert train.hardware_of([{"hardware": two}], one) == two
+    assert train.hardware_of([], one) == one
 
 
 BAD_FLAGS = [

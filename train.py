@@ -912,10 +912,11 @@ def icot_epoch(args, stage, epoch, steps, longest):
 
 
 def hardware_of(history, now):
-    """The hardware a run's epochs used, in words: each setting once, in order (a run resumed
-    with another --threads used two); epochs saved before epochs named theirs count as `now`."""
-    seen = dict.fromkeys(e.get("hardware", now) for e in history) or {now: None}
-    return "; then ".join(seen)
+    """The hardware a run's epochs used, in words: each setting once, in the order first used
+    (a run resumed with another --threads used two); `now` when no epoch names its own (epochs
+    saved before entries named theirs)."""
+    seen = dict.fromkeys(e["hardware"] for e in history if "hardware" in e) or {now: None}
+    return "; ".join(seen)
 
 
 def summarize(history):

@@ -344,13 +344,14 @@ def test_resume_flag_lists_cover_every_flag(prosqa_dir, stage0_run):
 
 
 def test_hardware_names_each_setting_the_epochs_used():
-    """summary.json's hardware names every setting a run's epochs used, once each, in order (a
-    run resumed with another --threads used two); epochs saved before epochs named theirs, and
-    a run with none, count as the hardware now."""
+    """summary.json's hardware names every setting a run's epochs used, once each, in the order
+    first used (a run resumed with another --threads used two); epochs saved before entries named
+    theirs (a reused older pretraining) are passed over, and a run with none named is `now`."""
     one, two = "AMD EPYC, 1 thread", "AMD EPYC, 2 threads"
-    assert train.hardware_of([{"hardware": two}, {"hardware": two}, {"hardware": one}], one) == f"{two}; then {one}"
-    assert train.hardware_of([{}, {"hardware": two}], one) == f"{one}; then {two}"
+    assert train.hardware_of([{"hardware": two}, {"hardware": two}, {"hardware": one}], one) == f"{two}; {one}"
+    assert train.hardware_of([{}, {"hardware": one}, {"hardware": two}, {"hardware": one}], two) == f"{one}; {two}"
     assert train.hardware_of([{"hardware": two}], one) == two
+    assert train.hardware_of([{}, {}], one) == one
     assert train.hardware_of([], one) == one
 
 

@@ -808,6 +808,7 @@ class Run:
         self.objective = objective_of(self.model, self.args.compile, self.ddp, self.args.bfs_loss)
         self.lookup = prosqa.has_graphs([r for r, _ in self.splits["valid"]])  # ProsQA: the lookup metric, every epoch
         self.longest = max(sum(map(len, ex["steps"])) for _, ex in self.splits["train"])  # the longest written chain
+        self.hardware = describe_device(self.device)  # each epoch's entry names it (threads are set by now)
 
 
 def train(args):
@@ -883,7 +884,7 @@ def train_stage(run, stage, end):
         done = False
         if master:
             entry.update(validate(run.model, run.splits["valid"][:args.eval_n], run.enc, run.sp, args, stage, run.lookup))
-            entry.update(seconds=time.time() - t_epoch, hardware=describe_device(run.device))
+            entry.update(seconds=time.time() - t_epoch, hardware=run.hardware)
             run.history.append(entry)
             why = end(run.history, stage, n_epochs, args, run.lookup)
             done = why is not None

@@ -750,8 +750,10 @@ def stage_end(history, stage, n_epochs, args, lookup):
     formed = before - args.gate_margin - 1e-9  # the accuracy that counts as the stage before's (within gate_margin)
     if first and args.until is not None and e.get("lookup_path", -1) >= args.until:
         return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
+    writes = coconut.Curriculum(args.method).plan(1).n_skip == 0  # no-cot, pause, no-curriculum: no steps in stage 0
     if first and args.until_loss is not None and e["train_loss"] <= args.until_loss:
-        return f"the written steps are fit (train loss {e['train_loss']:.4f} <= {args.until_loss})"
+        return ("the written steps are fit" if writes else "the training loss is at the gate") + \
+            f" (train loss {e['train_loss']:.4f} <= {args.until_loss})"
     if gated and "valid_acc" in e:
         best = max(range(len(entries)), key=lambda i: (entries[i]["valid_acc"], -i))  # the first best epoch
         if len(entries) - 1 - best >= args.patience and entries[best]["valid_acc"] >= formed:
@@ -759,7 +761,7 @@ def stage_end(history, stage, n_epochs, args, lookup):
                     f"at epoch {entries[best]['epoch']}, stage {stage - 1}'s best {before:.1%})")
     if e["epoch"] >= n_epochs:
         unformed = first and args.until is not None and lookup and args.last > 0 and "lookup_path" in e
-        unfit = first and args.until_loss is not None and args.last > 0
+        unfit = first and writes and args.until_loss is not None and args.last > 0
         last = e.get("valid_acc", 1.0)
         below = middle and args.method in coconut.STAGED and last < formed  # gated or not
         return f"{n_epochs} epochs" + (f"; WARNING: the written steps have not formed (path {e['lookup_path']:.1%} < "

@@ -875,6 +875,9 @@ def test_stage_end_says_why():
     assert end([{"train_loss": 0.19}], 0, 40) == "the written steps are fit (train loss 0.1900 <= 0.19)"
     assert end([{"train_loss": 0.25}] * 3, 0, 3) == ("3 epochs; WARNING: the written steps are not fit (train loss "
                                                      "0.2500 > 0.19), the thoughts will replace unlearned steps")
+    for args.method in ("no-cot", "no-curriculum"):  # no steps written in stage 0: its loss gate, and no warning
+        assert end([{"train_loss": 0.19}], 0, 40) == "the training loss is at the gate (train loss 0.1900 <= 0.19)"
+        assert end([{"train_loss": 0.25}] * 3, 0, 3) == "3 epochs"
     args.method, args.max_stage, args.until = "icot", 0, 0.8  # iCoT: one stage, the curriculum's last, runs its count
     assert end([{"train_loss": 0.1, "lookup_path": 1.0}], 0, 40) is None
     assert end([{"train_loss": 0.1, "lookup_path": 1.0}] * 3, 0, 3) == "3 epochs"

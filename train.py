@@ -750,7 +750,7 @@ def stage_end(history, stage, n_epochs, args, lookup):
     formed = before - args.gate_margin - 1e-9  # the accuracy that counts as the stage before's (within gate_margin)
     if first and args.until is not None and e.get("lookup_path", -1) >= args.until:
         return f"the written steps follow shortest paths (path {e['lookup_path']:.1%} >= {args.until:.0%})"
-    writes = coconut.Curriculum(args.method).plan(1).n_skip == 0  # no-cot, pause, no-curriculum: no steps in stage 0
+    writes = writes_steps(args)  # no-cot, pause and no-curriculum write no steps in stage 0
     if first and args.until_loss is not None and e["train_loss"] <= args.until_loss:
         return ("the written steps are fit" if writes else "the training loss is at the gate") + \
             f" (train loss {e['train_loss']:.4f} <= {args.until_loss})"

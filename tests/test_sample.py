@@ -329,7 +329,7 @@ def test_compare_prints_table_1(tmp_path, capsys):
     """--compare reads finished runs' summary.json and prints one row per run with its test
     accuracy (and under fresh names, where scored), tokens, minutes (summed over stages where the
     summary predates 'minutes') and
-    hardware; the paper's GPT-2 figures stand beside a run on one of the paper's datasets only."""
+    hardware; markers and mixing are named only for methods they change; the paper's GPT-2 figures stand beside a run on one of the paper's datasets only."""
     def summary(name, **patch):
         s = {"args": {"method": "coconut", "dataset": "prosqa"}, "stages": [{"seconds": 60.0}, {"seconds": 30.0}],
              "test_acc": 0.5, "test_tokens": 9.0, **patch}
@@ -340,14 +340,16 @@ def test_compare_prints_table_1(tmp_path, capsys):
                     minutes=2.25, test_new_names=[0.5, 0.25, 0.5, 0.75]),
             summary("b", args={"method": "cot", "dataset": "prosqa-tiny", "markers": True}, test_acc=0.875),
             summary("c", args={"method": "coconut", "dataset": "prosqa-small", "markers": False, "c_thought": 2,
-                               "mix_prob": 0.1})]
+                               "mix_prob": 0.1}),
+            summary("d", args={"method": "icot", "dataset": "prontoqa", "markers": False, "mix_prob": 0.1})]
     sample.main(["--compare", *runs])
-    head, a, b, c = capsys.readouterr().out.splitlines()
+    head, a, b, c, d = capsys.readouterr().out.splitlines()
     assert head.split()[:5] == ["method", "dataset", "seed", "test", "acc"]
     assert a.split() == ["coconut", "prosqa", "2", "50.0%", "50.0%", "9.0", "2.2", "AMD", "EPYC,", "1", "thread", "97.0%",
                          "/", "14.2"]  # the mean under the four fresh namings beside the test accuracy
     assert b.split() == ["cot", "prosqa-tiny", "-", "87.5%", "-", "9.0", "1.5", "-", "-"]
     assert c.startswith("coconut, no markers, 2 thoughts per step, mix 0.1  prosqa-small"), c
+    assert d.split()[:3] == ["icot", "prontoqa", "-"], d  # no thoughts: markers and mixing change nothing
 
 
 @pytest.mark.parametrize("content, message", [(None, "cannot read it"), ("{", "not valid JSON"),

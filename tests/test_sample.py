@@ -328,8 +328,8 @@ def test_free_text_question(run, capsys):
 def test_compare_prints_table_1(tmp_path, capsys):
     """--compare reads finished runs' summary.json and prints one row per run with its test
     accuracy (and under fresh names, where scored), tokens, minutes (summed over stages where the
-    summary predates 'minutes') and
-    hardware; markers and mixing are named only for methods they change; the paper's GPT-2 figures stand beside a run on one of the paper's datasets only."""
+    summary predates 'minutes') and hardware; markers and mixing are named only for the methods they
+    change; the paper's GPT-2 figures stand beside a run on one of the paper's datasets only."""
     def summary(name, **patch):
         s = {"args": {"method": "coconut", "dataset": "prosqa"}, "stages": [{"seconds": 60.0}, {"seconds": 30.0}],
              "test_acc": 0.5, "test_tokens": 9.0, **patch}

@@ -36,6 +36,7 @@ from prosqa import read_graph
 # Coconut, then the baselines of the paper's Table 1
 METHODS = ("coconut", "no-curriculum", "no-thought", "pause-as-thought", "cot", "no-cot", "pause", "icot")
 STAGED = ("coconut", "no-thought", "pause-as-thought")  # the methods whose layout changes from stage to stage
+MARKED = STAGED + ("no-curriculum",)  # the methods whose thought slots <bot> ... <eot> surround (markers)
 
 # ----------------------------------------------------------------------------- 1. curriculum
 
@@ -91,7 +92,7 @@ class Curriculum:
     def plan(self, n_steps):
         """This stage's StagePlan for an example with n_steps written steps."""
         m = self.method
-        if m in STAGED or m == "no-curriculum":  # no-curriculum: Coconut's last stage at every stage
+        if m in MARKED:  # no-curriculum: Coconut's last stage at every stage
             # Coconut: stage s drops s steps for s*c_thought thoughts; past max_stage, every step goes.
             # Without pad_latent_to_max an example never gets more thoughts than it had steps.
             stage = self.max_stage + 1 if m == "no-curriculum" else self.stage  # the last stage from the start

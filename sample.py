@@ -252,7 +252,7 @@ def compare_table(runs):
         path, s = read_summary(run)
         a = s["args"]
         m = a.get("method", "?")  # markers and mixing named only where the method has them
-        method = m + ("" if a.get("markers", True) or m not in coconut.STAGED + ("no-curriculum",) else ", no markers") + \
+        method = m + ("" if a.get("markers", True) or m not in coconut.MARKED else ", no markers") + \
             (f", {a['c_thought']} thoughts per step" if a.get("c_thought", 1) != 1 else "") + \
             (f", mix {a['mix_prob']:g}" if a.get("mix_prob") and m in coconut.STAGED else "") + \
             (f", BFS loss {a['bfs_loss']:g} (beyond the paper)" if a.get("bfs_loss") else "")  # what changes what a row is

@@ -785,6 +785,28 @@ def test_icot_end_to_end(prosqa_dir, tmp_path, capsys):
     assert "method icot has no thoughts; --latent 2 is ignored" in capsys.readouterr().out
 
 
+def test_icot_resume_mid_stage(prosqa_dir, tmp_path, monkeypatch):
+    """iCoT's one stage, interrupted after its first epoch and resumed, ends where the
+    uninterrupted run ends: the tokens removed, the smoothing draws and the optimizer renewals
+    follow the step count, not the process."""
+    icot = ["--method", "icot", "--final-epochs", "3", "--set", "icot_delta=40"]
+    run(prosqa_dir, tmp_path / "full", *icot)
+    save = train.save_checkpoint
+
+    def save_then_interrupt(path, model, meta, extra=None):
+        save(path, model, meta, extra)
+        if meta["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(SystemExit):
+        run(prosqa_dir, tmp_path / "cut", *icot)
+    monkeypatch.undo()
+    history = run(prosqa_dir, tmp_path / "cut", *icot, "--resume")
+    assert [(h["epoch"], h["removed"]) for h in history] == [(1, 4), (2, 9), (3, 14)]
+    assert_close(weights(tmp_path / "cut" / "stage0.pt"), weights(tmp_path / "full" / "stage0.pt"), rtol=0, atol=0)
+
+
 # ----------------------------------------------------------------------------- recipes and stage gates
 
 

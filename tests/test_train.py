@@ -102,21 +102,28 @@ def test_resume_matches_uninterrupted_run(prosqa_dir, tmp_path):
     assert_close(weights(tmp_path / "cut" / "stage2.pt"), weights(tmp_path / "full" / "stage2.pt"), rtol=0, atol=0)
 
 
-def test_resume_mid_stage(prosqa_dir, tmp_path, monkeypatch):
-    """An interruption right after epoch 1 of stage 1 loses nothing: --resume restores the
-    optimizer from latest.pt, runs epoch 2, and ends where the uninterrupted run ends."""
-    run(prosqa_dir, tmp_path / "full", "--stage", "0..1", "--epochs-per-stage", "2")
+def run_interrupted(monkeypatch, when, prosqa_dir, out, *extra):
+    """run(), stopped by a Ctrl-C right after the first checkpoint write whose metadata `when`
+    accepts; the run exits as Ctrl-C makes it."""
     save = train.save_checkpoint
 
     def save_then_interrupt(path, model, meta, extra=None):
         save(path, model, meta, extra)
-        if meta["stage"] == 1 and meta["epoch"] == 1:
-            raise KeyboardInterrupt  # as if Ctrl-C came right after this write
+        if when(meta):
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
     with pytest.raises(SystemExit):
-        run(prosqa_dir, tmp_path / "cut", "--stage", "0..1", "--epochs-per-stage", "2")
+        run(prosqa_dir, out, *extra)
     monkeypatch.undo()
+
+
+def test_resume_mid_stage(prosqa_dir, tmp_path, monkeypatch):
+    """An interruption right after epoch 1 of stage 1 loses nothing: --resume restores the
+    optimizer from latest.pt, runs epoch 2, and ends where the uninterrupted run ends."""
+    run(prosqa_dir, tmp_path / "full", "--stage", "0..1", "--epochs-per-stage", "2")
+    run_interrupted(monkeypatch, lambda meta: (meta["stage"], meta["epoch"]) == (1, 1),
+                    prosqa_dir, tmp_path / "cut", "--stage", "0..1", "--epochs-per-stage", "2")
     assert not (tmp_path / "cut" / "stage1.pt").exists()
     history = run(prosqa_dir, tmp_path / "cut", "--stage", "0..1", "--epochs-per-stage", "2", "--resume")
     assert [(h["stage"], h["epoch"]) for h in history] == [(0, 1), (0, 2), (1, 1), (1, 2)]
@@ -791,17 +798,7 @@ def test_icot_resume_mid_stage(prosqa_dir, tmp_path, monkeypatch):
     follow the step count, not the process."""
     icot = ["--method", "icot", "--final-epochs", "3", "--set", "icot_delta=40"]
     run(prosqa_dir, tmp_path / "full", *icot)
-    save = train.save_checkpoint
-
-    def save_then_interrupt(path, model, meta, extra=None):
-        save(path, model, meta, extra)
-        if meta["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(SystemExit):
-        run(prosqa_dir, tmp_path / "cut", *icot)
-    monkeypatch.undo()
+    run_interrupted(monkeypatch, lambda meta: meta["epoch"] == 1, prosqa_dir, tmp_path / "cut", *icot)
     history = run(prosqa_dir, tmp_path / "cut", *icot, "--resume")
     assert [(h["epoch"], h["removed"]) for h in history] == [(1, 4), (2, 9), (3, 14)]
     assert_close(weights(tmp_path / "cut" / "stage0.pt"), weights(tmp_path / "full" / "stage0.pt"), rtol=0, atol=0)

@@ -92,7 +92,7 @@ class Curriculum:
     def plan(self, n_steps):
         """This stage's StagePlan for an example with n_steps written steps."""
         m = self.method
-        if m in MARKED:  # no-curriculum: Coconut's last stage at every stage
+        if m in MARKED:  # Coconut's rule; no-curriculum takes its last stage at every stage
             # Coconut: stage s drops s steps for s*c_thought thoughts; past max_stage, every step goes.
             # Without pad_latent_to_max an example never gets more thoughts than it had steps.
             stage = self.max_stage + 1 if m == "no-curriculum" else self.stage  # the last stage from the start

@@ -798,7 +798,8 @@ def test_icot_resume_mid_stage(prosqa_dir, tmp_path, monkeypatch):
     follow the step count, not the process."""
     icot = ["--method", "icot", "--final-epochs", "3", "--set", "icot_delta=40"]
     run(prosqa_dir, tmp_path / "full", *icot)
-    run_interrupted(monkeypatch, lambda meta: meta["epoch"] == 1, prosqa_dir, tmp_path / "cut", *icot)
+    run_interrupted(monkeypatch, lambda meta: (meta["stage"], meta["epoch"]) == (0, 1), prosqa_dir, tmp_path / "cut", *icot)
+    assert not (tmp_path / "cut" / "stage0.pt").exists()
     history = run(prosqa_dir, tmp_path / "cut", *icot, "--resume")
     assert [(h["epoch"], h["removed"]) for h in history] == [(1, 4), (2, 9), (3, 14)]
     assert_close(weights(tmp_path / "cut" / "stage0.pt"), weights(tmp_path / "full" / "stage0.pt"), rtol=0, atol=0)
